@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -427,4 +426,3 @@ def wine_train(lr: float = TrainConfig.lr, # Learning rate of Adam
         raise SystemExit(f"wine_train: error: {e}") from None
     table = pd.DataFrame(result.metrics).T[["accuracy", "mad", "within_one", "macro_f1", "n"]]
     print(f"run folder: {result.run_dir}\n{table.round(3).to_string()}\n{result.seconds:.1f} s")
-    return result
