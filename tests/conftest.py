@@ -1,4 +1,4 @@
-"Shared fixtures: the project root, the wine CSVs, an isolated download cache, W&B off unless a test opts in."
+"Shared fixtures: the project root, the wine CSVs (resolved once), an isolated download cache and runs folder, W&B off."
 import os
 import shutil
 import subprocess
@@ -10,20 +10,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def data_dir() -> Path:
+    "The folder with the two UCI CSVs, resolved once: $WINE_NB_DATA_DIR, else the user's cache or a download."
+    from wine_nb.data import DATA_ENV, wine_data_dir
+    folder = wine_data_dir()
+    os.environ[DATA_ENV] = str(folder)  # commands and notebooks started by the tests read the same copy
+    return folder
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(tmp_path, monkeypatch):
+def isolated_env(data_dir, tmp_path, monkeypatch):
     "Each test gets its own download cache and runs folder, and W&B disabled unless it sets a mode itself."
     monkeypatch.setenv("WINE_NB_CACHE_DIR", str(tmp_path/"cache"))
     monkeypatch.setenv("WINE_NB_RUNS_DIR", str(tmp_path/"runs"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_SILENT", "true")
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    "The folder with the two UCI CSVs: $WINE_NB_DATA_DIR, else the cache or a download (see `wine_data_dir`)."
-    from wine_nb.data import wine_data_dir
-    return wine_data_dir()
 
 
 def run(args, cwd=ROOT, env=None, timeout=600):

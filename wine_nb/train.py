@@ -296,7 +296,7 @@ def load_bundle(path: str|Path, # Run folder or its bundle.json
     model.load_state_dict(torch.load(folder/meta["weights"]["file"], map_location="cpu", weights_only=True))
     return WinePredictor(model, Scaler.from_dict(meta["scaler"]), meta["classes"], meta)
 
-# %% ../nbs/02_train.ipynb #02c042
+# %% ../nbs/02_train.ipynb #02c044
 def _has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"): return True
     try: return netrc.netrc().authenticators("api.wandb.ai") is not None
@@ -311,7 +311,7 @@ def resolve_wandb_mode(mode: str = "auto") -> str:
         raise ValueError("W&B online mode needs an API key: set WANDB_API_KEY or run `wandb login`; or use wandb_mode='offline'")
     return resolved
 
-# %% ../nbs/02_train.ipynb #02c044
+# %% ../nbs/02_train.ipynb #02c046
 def start_wandb(cfg: TrainConfig, # Settings, logged as the run's config
                 run_dir: Path, # Run folder; W&B writes under `run_dir/wandb`
                 mode: str, # Resolved mode, from `resolve_wandb_mode`
@@ -338,7 +338,7 @@ def finish_wandb(wandb_run, # Run from `start_wandb`, or None
     wandb_run.log_artifact(artifact)
     wandb_run.finish()
 
-# %% ../nbs/02_train.ipynb #02c046
+# %% ../nbs/02_train.ipynb #02c048
 def project_root(start: Path|None = None) -> Path:
     "The nearest folder above `start` (default: the working directory) holding wine_nb's settings.ini, else `start`."
     start = Path(start or Path.cwd()).resolve()
@@ -355,7 +355,7 @@ def default_run_dir(cfg: TrainConfig) -> Path:
     while candidate.exists(): candidate, n = base/f"{stem}-{n}", n + 1
     return candidate
 
-# %% ../nbs/02_train.ipynb #02c047
+# %% ../nbs/02_train.ipynb #02c050
 @dataclass
 class RunResult:
     "What a training run produced."
@@ -367,7 +367,7 @@ class RunResult:
     config: TrainConfig
     seconds: float
 
-# %% ../nbs/02_train.ipynb #02c048
+# %% ../nbs/02_train.ipynb #02c051
 def run_training(cfg: TrainConfig|None = None, # Settings; defaults if None
                  data_dir: str|Path|None = None, # Folder with the CSVs; see `wine_data_dir`
                  out_dir: str|Path|None = None, # Run folder; `default_run_dir(cfg)` if None
@@ -398,7 +398,7 @@ def run_training(cfg: TrainConfig|None = None, # Settings; defaults if None
     logger.info("run %s: test accuracy %.3f, MAD %.3f", run_dir, metrics["test"]["accuracy"], metrics["test"]["mad"])
     return RunResult(run_dir, load_bundle(run_dir), metrics, history, confusion, cfg, time.perf_counter() - started)
 
-# %% ../nbs/02_train.ipynb #02c053
+# %% ../nbs/02_train.ipynb #02c056
 @call_parse
 def wine_train(lr: float = TrainConfig.lr, # Learning rate of Adam
                epochs: int = TrainConfig.epochs, # Maximum number of epochs
