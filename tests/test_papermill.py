@@ -5,8 +5,8 @@ import sys
 import nbformat
 import pytest
 from conftest import ROOT, run
-from wandb_log import offline_run_contents
 
+from wine_nb.tracking import read_offline_run
 from wine_nb.train import load_bundle
 
 NOTEBOOK = ROOT/"nbs"/"03_training.ipynb"
@@ -48,17 +48,16 @@ def test_offline_wandb_run_records_config_metrics_plots_and_model_artifact(tmp_p
     out = tmp_path/"tracked"
     result = papermill(out, ("lr", 0.005), ("epochs", 2), ("wine", "red"), ("wandb_mode", "offline"), ("data_dir", data_dir))
     assert result.returncode == 0, result.stderr[-3000:]
-    recorded = offline_run_contents(out)
+    recorded = read_offline_run(out)
     bundle = json.loads((out/"bundle.json").read_text())
-    assert json.loads(recorded["config"]["lr"]) == 0.005
-    assert json.loads(recorded["summary"]["test/accuracy"]) == pytest.approx(bundle["metrics"]["test"]["accuracy"])
+    assert recorded["config"]["lr"] == 0.005 and recorded["config"]["wine"] == "red"
+    assert recorded["summary"]["test/accuracy"] == pytest.approx(bundle["metrics"]["test"]["accuracy"])
     assert {"epoch/train_loss", "epoch/valid_loss", "epoch/valid_accuracy"} <= recorded["history_keys"]
     assert any(k.startswith("learning_curves") for k in recorded["history_keys"])
     [artifact] = recorded["artifacts"]
-    assert artifact.type == "model" and artifact.name == "wine-mlp-red"
-    assert sorted(m.path for m in artifact.manifest.contents) == ["bundle.json", "model.pt"]
-    metadata = json.loads(artifact.metadata)
-    assert metadata["config"]["lr"] == 0.005 and metadata["metrics"]["test"] == bundle["metrics"]["test"]
+    assert (artifact["type"], artifact["name"], artifact["files"]) == ("model", "wine-mlp-red", ["bundle.json", "model.pt"])
+    assert artifact["metadata"]["config"]["lr"] == 0.005 and artifact["metadata"]["metrics"]["test"] == bundle["metrics"]["test"]
+    assert json.loads((out/"wandb_run.json").read_text())["mode"] == "offline"
 
 
 def test_papermill_from_another_folder_and_default_run_folder(tmp_path, data_dir, monkeypatch):
