@@ -170,7 +170,8 @@ def _check_column(raw: pd.Series, name: str, source: str, integer: bool = False,
     return values
 
 # %% ../nbs/00_data.ipynb #00c027
-def snake_case_columns(df: pd.DataFrame) -> pd.DataFrame:
+def snake_case_columns(df: pd.DataFrame, # Wines with UCI or snake_case column names
+                      ) -> pd.DataFrame: # The same frame with snake_case names
     "Rename UCI header names (`fixed acidity`, `pH`, ...) to snake_case (`fixed_acidity`, `ph`, ...)."
     return df.rename(columns={c: c.strip().lower().replace(" ", "_") for c in df.columns if isinstance(c, str)})
 
@@ -228,21 +229,23 @@ def load_wine(wine: str = "both", # 'red', 'white' or 'both'
 # %% ../nbs/00_data.ipynb #00c043
 SPLIT_MODES = ("stratified", "grouped")
 
+# %% ../nbs/00_data.ipynb #00c044
 @dataclass
 class WineSplit:
     "Train, validation and test rows of one split, with how they were made."
-    train: pd.DataFrame
-    valid: pd.DataFrame
-    test: pd.DataFrame
-    mode: str
-    seed: int
+    train: pd.DataFrame # Rows to fit the model and the scaler on
+    valid: pd.DataFrame # Rows for early stopping and model choice
+    test: pd.DataFrame # Rows held out for the final figures
+    mode: str # 'stratified' or 'grouped'
+    seed: int # Seed of the shuffle
 
     def sizes(self) -> dict:
         "Number of rows in each part."
         return {"train": len(self.train), "valid": len(self.valid), "test": len(self.test)}
 
-# %% ../nbs/00_data.ipynb #00c044
-def duplicate_groups(df: pd.DataFrame) -> np.ndarray:
+# %% ../nbs/00_data.ipynb #00c045
+def duplicate_groups(df: pd.DataFrame, # Validated wines
+                    ) -> np.ndarray: # One group id per row
     "Group id per row: rows with identical measurements and wine type share an id."
     return df.groupby(FEATURES + ["wine"], sort=False).ngroup().to_numpy()
 
@@ -256,7 +259,7 @@ def _assign_groups(sizes: np.ndarray, fractions: tuple, rng: np.random.Generator
     out = np.empty(len(sizes), dtype=int); out[order] = part
     return out
 
-# %% ../nbs/00_data.ipynb #00c046
+# %% ../nbs/00_data.ipynb #00c047
 def split_wines(df: pd.DataFrame, # Validated wines, as from `load_wine`
                 valid_frac: float = 0.15, # Share of rows for validation (early stopping, model choice)
                 test_frac: float = 0.15, # Share of rows held out for the final test
@@ -277,13 +280,13 @@ def split_wines(df: pd.DataFrame, # Validated wines, as from `load_wine`
     part = part_of_group.loc[groups].to_numpy()
     return WineSplit(df[part == 0], df[part == 1], df[part == 2], mode, seed)
 
-# %% ../nbs/00_data.ipynb #00c052
+# %% ../nbs/00_data.ipynb #00c053
 @dataclass
 class Scaler:
     "Per-feature mean and standard deviation, fitted on training rows, as plain numbers."
-    features: list
-    mean: list
-    std: list
+    features: list # Names of the standardised columns
+    mean: list # Mean of each column over the training rows
+    std: list # Standard deviation of each (1 where a column is constant)
 
     @classmethod
     def fit(cls, df: pd.DataFrame, # Training rows
@@ -304,17 +307,20 @@ class Scaler:
     @classmethod
     def from_dict(cls, d: dict) -> "Scaler": return cls(list(d["features"]), list(d["mean"]), list(d["std"]))
 
-# %% ../nbs/00_data.ipynb #00c057
+# %% ../nbs/00_data.ipynb #00c058
 QUALITY_CLASSES = list(range(3, 10))
 MODEL_INPUTS = FEATURES + ["is_red"]
 
+# %% ../nbs/00_data.ipynb #00c059
 def model_inputs(df: pd.DataFrame, # Validated wines
                  scaler: Scaler, # Statistics fitted on the training rows
                 ) -> np.ndarray: # float32 array of shape (rows, 12)
     "The model's input matrix: standardised measurements plus the `is_red` flag."
     return np.column_stack([scaler.transform(df), (df["wine"].to_numpy() == "red").astype("float32")])
 
-def quality_to_class(quality, classes: list = QUALITY_CLASSES) -> np.ndarray:
+def quality_to_class(quality, # Quality grades (a sequence of ints)
+                     classes: list = QUALITY_CLASSES, # The model's grades, in output order
+                    ) -> np.ndarray: # Class index of each grade
     "Class index of each quality grade; a grade outside `classes` is an error."
     quality = np.asarray(quality)
     unknown = sorted(set(quality.tolist()) - set(classes))

@@ -44,6 +44,7 @@ class WineMLP(nn.Module):
         return self.output(x)
 
 # %% ../nbs/01_model.ipynb #01c008
-def count_parameters(model: nn.Module) -> int:
+def count_parameters(model: nn.Module, # Any PyTorch model
+                    ) -> int: # Number of trainable parameters
     "Number of trainable parameters."
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -35,6 +35,7 @@ from .data import file_sha256, write_atomic
 # %% ../nbs/04_tracking.ipynb #04c006
 BUNDLE_FILE, WEIGHTS_FILE, BUNDLE_FORMAT = "bundle.json", "model.pt", 1
 
+# %% ../nbs/04_tracking.ipynb #04c007
 class BundleError(RuntimeError):
     "A run folder that cannot be used: missing, unfinished, or files that do not match the bundle."
 
@@ -53,8 +54,9 @@ def read_bundle(path: str|Path, # A run folder or its bundle.json
     if file_sha256(weights) != meta["weights"]["sha256"]: raise BundleError(f"{weights} does not match the sha256 recorded in {bundle_path}")
     return meta, bundle_path.parent
 
-# %% ../nbs/04_tracking.ipynb #04c010
-def project_root(start: Path|None = None) -> Path:
+# %% ../nbs/04_tracking.ipynb #04c011
+def project_root(start: Path|None = None, # Folder to search from; the working directory if None
+                ) -> Path:
     "The nearest folder above `start` (default: the working directory) holding wine_nb's settings.ini, else `start`."
     start = Path(start or Path.cwd()).resolve()
     for folder in (start, *start.parents):
@@ -62,13 +64,15 @@ def project_root(start: Path|None = None) -> Path:
         if ini.is_file() and "lib_name = wine_nb" in ini.read_text(): return folder
     return start
 
-def runs_root(runs_dir: str|Path|None = None) -> Path:
+def runs_root(runs_dir: str|Path|None = None, # Explicit runs folder, if any
+             ) -> Path:
     "The folder holding the runs: `runs_dir`, else `$WINE_NB_RUNS_DIR`, else `runs/` at the project root."
     return Path(runs_dir or os.environ.get("WINE_NB_RUNS_DIR") or project_root()/"runs")
 
-# %% ../nbs/04_tracking.ipynb #04c013
+# %% ../nbs/04_tracking.ipynb #04c014
 WANDB_MODES = ("auto", "online", "offline", "disabled")
 
+# %% ../nbs/04_tracking.ipynb #04c015
 def _has_wandb_key() -> bool:
     if os.environ.get("WANDB_API_KEY"): return True
     try: return netrc.netrc().authenticators("api.wandb.ai") is not None
@@ -84,7 +88,7 @@ def resolve_wandb_mode(mode: str = "auto", # 'auto', 'online', 'offline' or 'dis
         raise ValueError("W&B online mode needs an API key: set WANDB_API_KEY or run `wandb login`; or use wandb_mode='offline'")
     return resolved
 
-# %% ../nbs/04_tracking.ipynb #04c016
+# %% ../nbs/04_tracking.ipynb #04c018
 def start_wandb(config: dict, # The run's settings, logged as its W&B config
                 run_dir: Path, # Run folder; W&B writes under `run_dir/wandb`
                 mode: str, # Resolved mode, from `resolve_wandb_mode`
@@ -102,7 +106,7 @@ def log_epoch(wandb_run, # Run from `start_wandb`, or None
     "Log one epoch's figures under `epoch/`."
     if wandb_run is not None: wandb_run.log({f"epoch/{k}": v for k, v in record.items()})
 
-# %% ../nbs/04_tracking.ipynb #04c017
+# %% ../nbs/04_tracking.ipynb #04c019
 def finish_wandb(wandb_run, # Run from `start_wandb`, or None
                  run_dir: Path, # The finished run folder (bundle written)
                 ):
@@ -121,7 +125,7 @@ def finish_wandb(wandb_run, # Run from `start_wandb`, or None
     write_atomic(run_dir/"wandb_run.json", json.dumps(record, indent=2).encode())
     wandb_run.finish()
 
-# %% ../nbs/04_tracking.ipynb #04c019
+# %% ../nbs/04_tracking.ipynb #04c021
 def _wandb_records(path: Path) -> list:
     "Protobuf records of a .wandb file: a 7-byte header, then 32 KiB blocks of (crc, length, type, payload) chunks."
     from wandb.proto import wandb_internal_pb2
@@ -137,7 +141,7 @@ def _wandb_records(path: Path) -> list:
             records.append(wandb_internal_pb2.Record.FromString(pending)); pending = b""
     return records
 
-# %% ../nbs/04_tracking.ipynb #04c020
+# %% ../nbs/04_tracking.ipynb #04c022
 def read_offline_run(run_dir: Path, # A run folder with one offline W&B run under `wandb/`
                     ) -> dict: # config, summary, history_keys, artifacts
     "What an offline W&B run recorded: config, summary, logged keys, and artifacts (name, type, metadata, files)."
@@ -156,9 +160,10 @@ def read_offline_run(run_dir: Path, # A run folder with one offline W&B run unde
     out["config"].pop("_wandb", None)
     return out
 
-# %% ../nbs/04_tracking.ipynb #04c025
+# %% ../nbs/04_tracking.ipynb #04c027
 REGISTRY_FILE = "registry.json"
 
+# %% ../nbs/04_tracking.ipynb #04c028
 class RegistryError(RuntimeError):
     "An alias or run the registry cannot resolve or promote."
 
@@ -174,7 +179,7 @@ def list_runs(runs_dir: str|Path|None = None, # Runs folder; see `runs_root`
     columns = ["run", "path", "created"]
     return pd.DataFrame(rows, columns=None if rows else columns).sort_values("created", ascending=False, ignore_index=True)
 
-# %% ../nbs/04_tracking.ipynb #04c026
+# %% ../nbs/04_tracking.ipynb #04c029
 def best_run(runs: pd.DataFrame, # Runs, from `list_runs`
              metric: str = "valid_accuracy", # A validation metric column (`valid_accuracy`, `valid_mad`, ...; `valid/accuracy` works too)
             ) -> pd.Series: # The best run's row
@@ -185,7 +190,7 @@ def best_run(runs: pd.DataFrame, # Runs, from `list_runs`
     lower_is_better = metric.endswith(("mad", "loss"))
     return runs.loc[runs[metric].idxmin() if lower_is_better else runs[metric].idxmax()]
 
-# %% ../nbs/04_tracking.ipynb #04c027
+# %% ../nbs/04_tracking.ipynb #04c030
 @contextmanager
 def _registry_lock(root: Path):
     root.mkdir(parents=True, exist_ok=True)
@@ -194,12 +199,13 @@ def _registry_lock(root: Path):
         try: yield
         finally: fcntl.flock(lock, fcntl.LOCK_UN)
 
-def read_registry(runs_dir: str|Path|None = None) -> dict:
+def read_registry(runs_dir: str|Path|None = None, # Runs folder; see `runs_root`
+                 ) -> dict:
     "The registry: `aliases` (alias → run, checksums, time) and the `history` of promotions."
     path = runs_root(runs_dir)/REGISTRY_FILE
     return json.loads(path.read_text()) if path.is_file() else {"aliases": {}, "history": []}
 
-# %% ../nbs/04_tracking.ipynb #04c028
+# %% ../nbs/04_tracking.ipynb #04c031
 def promote(run: str, # Run name as in `list_runs` (its folder relative to the runs folder)
             alias: str, # Alias to point at it: lowercase letters, digits, '-' or '_' (e.g. production)
             runs_dir: str|Path|None = None, # Runs folder; see `runs_root`
@@ -221,7 +227,7 @@ def promote(run: str, # Run name as in `list_runs` (its folder relative to the r
         write_atomic(root/REGISTRY_FILE, json.dumps(registry, indent=2).encode())
     return entry
 
-# %% ../nbs/04_tracking.ipynb #04c029
+# %% ../nbs/04_tracking.ipynb #04c032
 def resolve_alias(alias: str, # A promoted alias, e.g. 'production'
                   runs_dir: str|Path|None = None, # Runs folder; see `runs_root`
                  ) -> Path: # The run folder, checked against the checksums recorded at promotion
@@ -235,7 +241,7 @@ def resolve_alias(alias: str, # A promoted alias, e.g. 'production'
         raise RegistryError(f"alias {alias!r}: the files of {entry['run']!r} changed since it was promoted; promote it again if intended")
     return folder
 
-# %% ../nbs/04_tracking.ipynb #04c034
+# %% ../nbs/04_tracking.ipynb #04c037
 def link_in_wandb(run_dir: Path, # A promoted run folder whose W&B run was online
                   alias: str, # The alias, given to the linked artifact version too
                   target: str = "wandb-registry-model/wine-quality", # Registry collection to link into
@@ -249,8 +255,9 @@ def link_in_wandb(run_dir: Path, # A promoted run folder whose W&B run was onlin
     api.artifact(name).link(target, aliases=[alias])
     return name
 
-# %% ../nbs/04_tracking.ipynb #04c036
-def load_sweep(path: str|Path) -> dict:
+# %% ../nbs/04_tracking.ipynb #04c039
+def load_sweep(path: str|Path, # A W&B sweep YAML file
+              ) -> dict:
     "A W&B sweep definition (YAML), checked for what the local runner needs."
     sweep = yaml.safe_load(Path(path).read_text())
     missing = [k for k in ("parameters", "metric") if k not in (sweep or {})]
@@ -278,9 +285,10 @@ def sample_trials(sweep: dict, # From `load_sweep`
         return _SAMPLERS[spec["distribution"]](rng, spec)
     return [{name: draw(spec) for name, spec in sweep["parameters"].items()} for _ in range(n)]
 
-# %% ../nbs/04_tracking.ipynb #04c038
+# %% ../nbs/04_tracking.ipynb #04c041
 TRAINING_NOTEBOOK = "nbs/03_training.ipynb"
 
+# %% ../nbs/04_tracking.ipynb #04c042
 def _run_trial(notebook: Path, run_dir: Path, params: dict) -> tuple:
     "One papermill run of the training notebook into `run_dir`; (run_dir, None) or (run_dir, error text)."
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -290,7 +298,7 @@ def _run_trial(notebook: Path, run_dir: Path, params: dict) -> tuple:
     result = subprocess.run(args, capture_output=True, text=True)
     return run_dir, None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["failed"])[-1]
 
-# %% ../nbs/04_tracking.ipynb #04c039
+# %% ../nbs/04_tracking.ipynb #04c043
 def run_local_sweep(sweep_file: str|Path, # W&B sweep YAML
                     n_runs: int, # Number of trials
                     out_dir: str|Path|None = None, # Sweep folder; default runs/sweeps/<name>-<time>
@@ -313,7 +321,7 @@ def run_local_sweep(sweep_file: str|Path, # W&B sweep YAML
     write_atomic(out/"results.csv", table.drop(columns="path").to_csv(index=False).encode())
     return table, failures
 
-# %% ../nbs/04_tracking.ipynb #04c041
+# %% ../nbs/04_tracking.ipynb #04c045
 def _numeric(column: pd.Series) -> pd.Series:
     "Hidden sizes as total units; other columns as numbers."
     if pd.api.types.is_numeric_dtype(column): return column.astype(float)
@@ -327,7 +335,7 @@ def parameter_importance(table: pd.DataFrame, # Sweep results
     values = pd.DataFrame({p: _numeric(table[p]) for p in params})
     return values.rank().corrwith(table[metric].rank()).abs().fillna(0).sort_values(ascending=False)  # Pearson on ranks = Spearman
 
-# %% ../nbs/04_tracking.ipynb #04c042
+# %% ../nbs/04_tracking.ipynb #04c046
 def plot_sweep(table: pd.DataFrame, # Sweep results
                params: list, # Hyperparameter columns, in plot order
                metric: str = "valid_accuracy", # Metric that colours the lines
@@ -348,7 +356,7 @@ def plot_sweep(table: pd.DataFrame, # Sweep results
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_tracking.ipynb #04c049
+# %% ../nbs/04_tracking.ipynb #04c053
 def _print_table(runs: pd.DataFrame, columns: list):
     shown = [c for c in columns if c in runs.columns]
     print(runs[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(runs) else "no finished runs")
@@ -383,7 +391,7 @@ def wine_sweep(config: str = "sweeps/mlp.yaml", # W&B sweep YAML
         print(f"{promote_to} → {run} ({metric} {best[metric]:.4f}; registry in {root})")
     if failures: raise SystemExit(1)
 
-# %% ../nbs/04_tracking.ipynb #04c050
+# %% ../nbs/04_tracking.ipynb #04c054
 @call_parse
 def wine_runs(runs_dir: str = None, # Runs folder (default: $WINE_NB_RUNS_DIR or runs/)
               best: str = None, # Only the best run by this validation metric (e.g. valid_accuracy)
