@@ -7,7 +7,7 @@ import re
 import stat
 
 import pytest
-from conftest import ROOT, console_script, run
+from conftest import console_script, run
 from fastcore.docments import docments
 from test_project import copy_project
 
