@@ -305,8 +305,9 @@ def parse_batch(body: bytes, # Request body: {"wines": [wine, ...]}
             missing, extra = sorted(fields - row.keys()), sorted(row.keys() - fields)
             raise BatchError(["body", "wines", i, (missing or extra)[0]], f"missing field(s) {missing}, unknown field(s) {extra}")
     wine = [row["wine"] for row in rows]
-    if not set(wine) <= set(WINE_TYPES):
-        i = next(i for i, w in enumerate(wine) if w not in WINE_TYPES)
+    bad = [i for i, w in enumerate(wine) if not isinstance(w, str) or w not in WINE_TYPES]
+    if bad:
+        i = bad[0]
         raise BatchError(["body", "wines", i, "wine"], f"Input should be 'red' or 'white', not {wine[i]!r}")
     return np.column_stack([_number_column(rows, f, bounds) for f in FEATURES]), np.array(wine) == "red"
 
@@ -393,7 +394,7 @@ def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics)
     async def page() -> HTMLResponse: return HTMLResponse(page_html(model))
 
 # %% ../nbs/05_serve.ipynb #05c049
-PAGE_TEMPLATE = """<!doctype html>
+PAGE_TEMPLATE = r"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>wine_nb: predict a wine's quality</title>
 <style>
@@ -452,7 +453,7 @@ async function predict() {
 document.getElementById("fill-red").onclick = () => { fill("red"); predict(); };
 document.getElementById("fill-white").onclick = () => { fill("white"); predict(); };
 form.onsubmit = event => { event.preventDefault(); predict(); };
-fill("red"); predict();
+fill(new URLSearchParams(location.search).get("example") === "white" ? "white" : "red"); predict();
 </script>
 </body></html>
 """
