@@ -32,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastcore.script import call_parse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import HistogramMetricFamily
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from torch import nn
 
@@ -232,15 +232,15 @@ class ServiceMetrics:
         self.requests = Counter("wine_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry)
         self.latency = Histogram("wine_request_duration_seconds", "Time to answer a request", ["route"], registry=self.registry,
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
-        self.quality = Counter("wine_predicted_quality", "Predicted grades", ["quality"], registry=self.registry)
+        self.quality, self._grades = Counter("wine_predicted_quality", "Predicted grades", ["quality"], registry=self.registry), {}
         self.confidence = BulkHistogram("wine_prediction_confidence", "Probability of the predicted grade",
                                         (.2, .3, .4, .5, .6, .7, .8, .9, .95, 1), self.registry)
 
     def record_predictions(self, quality: np.ndarray, confidence: np.ndarray):
         "Count predicted grades and observe each prediction's confidence."
-        if len(quality) == 1: self.quality.labels(str(quality[0])).inc()
-        else:
-            for grade, n in zip(*np.unique(quality, return_counts=True)): self.quality.labels(str(grade)).inc(int(n))
+        for grade, n in (((quality[0], 1),) if len(quality) == 1 else zip(*np.unique(quality, return_counts=True))):
+            if grade not in self._grades: self._grades[grade] = self.quality.labels(str(grade))
+            self._grades[grade].inc(int(n))
         self.confidence.observe(confidence)
 
     def exposition(self) -> bytes:
@@ -264,10 +264,19 @@ class BatchPrediction(BaseModel):
     expected_quality: list[float]
     probabilities: list[list[float]] # One row per wine, one column per grade of `classes`
 
-def _batch_openapi(limit: int) -> dict:
-    "OpenAPI schema of a JSON batch (parsed by `parse_batch`, not by FastAPI): 1 to `limit` objects of the /predict schema."
-    wines = {"type": "array", "items": {"$ref": "#/components/schemas/Wine"}, "minItems": 1, "maxItems": limit}
-    return {"type": "object", "properties": {"wines": wines}, "required": ["wines"], "additionalProperties": False}
+def _batch_openapi(wine: dict, limit: int) -> dict:
+    "JSON schema of a batch: 1 to `limit` objects of the schema `wine`, under the key `wines`."
+    wines = {"type": "array", "items": wine, "minItems": 1, "maxItems": limit}
+    return {"title": "Batch", "type": "object", "properties": {"wines": wines}, "required": ["wines"], "additionalProperties": False}
+
+def _body_openapi(schema: dict) -> dict:
+    "OpenAPI request body for a route that reads and validates its JSON body itself (one pass, no FastAPI body parsing)."
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+def _unprocessable(errors: list, status: int = 422) -> JSONResponse:
+    "FastAPI's error shape: a list of {loc, msg, type}, `loc` starting with 'body'."
+    detail = [{**e, "loc": list(e["loc"]) if list(e["loc"][:1]) == ["body"] else ["body", *e["loc"]]} for e in errors]
+    return JSONResponse({"detail": detail}, status)
 
 # %% ../nbs/05_serve.ipynb #05c042
 class BatchError(ValueError):
@@ -347,8 +356,10 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
     Wine = wine_schema(model.bounds)
     classes = model.classes.tolist()
 
-    @app.post("/predict", response_model=Prediction, summary="Predict the quality of one wine")
-    async def predict(wine: Wine) -> Response:
+    @app.post("/predict", response_model=Prediction, summary="Predict the quality of one wine", openapi_extra=_body_openapi(Wine.model_json_schema()))
+    async def predict(request: Request) -> Response:
+        try: wine = Wine.model_validate_json(await request.body())
+        except ValidationError as e: return _unprocessable(e.errors(include_url=False, include_input=False, include_context=False))
         proba = model.proba(np.array([[getattr(wine, f) for f in FEATURES]]), np.array([wine.wine == "red"]))[0]
         best = int(proba.argmax())
         metrics.record_predictions(np.array([classes[best]]), proba[best:best + 1])
@@ -357,11 +368,11 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
         return Response(orjson.dumps(body), media_type="application/json")
 
     @app.post("/predict/batch", response_model=BatchPrediction, summary=f"Predict up to {batch_limit} wines (JSON)",
-              openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": _batch_openapi(batch_limit)}}}})
+              openapi_extra=_body_openapi(_batch_openapi(Wine.model_json_schema(), batch_limit)))
     async def predict_batch(request: Request) -> Response:
         body = await request.body()
         try: features, is_red = await run_in_threadpool(parse_batch, body, model.bounds, batch_limit)
-        except BatchError as e: return JSONResponse({"detail": [{"loc": e.loc, "msg": str(e), "type": "value_error"}]}, e.status)
+        except BatchError as e: return _unprocessable([{"loc": e.loc, "msg": str(e), "type": "value_error"}], e.status)
         return await run_in_threadpool(lambda: _batch_result(model, metrics, model.proba(features, is_red)))
 
     @app.post("/predict/batch/csv", response_model=BatchPrediction, summary=f"Predict up to {batch_limit} wines (UCI CSV upload)")
