@@ -212,11 +212,12 @@ class BulkHistogram:
     def observe(self, values: np.ndarray):
         "Count each value in the first bucket whose upper bound is >= it (Prometheus' `le`)."
         values = np.asarray(values, dtype="float64")
-        if len(values) == 1:  # one /predict: no array arithmetic
-            with self._lock: self.counts[bisect.bisect_left(self._bounds, values[0])] += 1; self.total += float(values[0])
-            return
         counts = np.bincount(np.searchsorted(self.buckets, values, side="left"), minlength=len(self.counts))
         with self._lock: self.counts += counts; self.total += float(values.sum())
+
+    def observe_one(self, value: float):
+        "Count one value (no array arithmetic: this runs on every single prediction)."
+        with self._lock: self.counts[bisect.bisect_left(self._bounds, value)] += 1; self.total += value
 
     def collect(self):
         "The metric family, with cumulative bucket counts."
@@ -238,10 +239,17 @@ class ServiceMetrics:
 
     def record_predictions(self, quality: np.ndarray, confidence: np.ndarray):
         "Count predicted grades and observe each prediction's confidence."
-        for grade, n in (((quality[0], 1),) if len(quality) == 1 else zip(*np.unique(quality, return_counts=True))):
-            if grade not in self._grades: self._grades[grade] = self.quality.labels(str(grade))
-            self._grades[grade].inc(int(n))
+        for grade, n in zip(*np.unique(quality, return_counts=True)): self._grade(int(grade)).inc(int(n))
         self.confidence.observe(confidence)
+
+    def record_one(self, quality: int, confidence: float):
+        "Count one prediction."
+        self._grade(quality).inc()
+        self.confidence.observe_one(confidence)
+
+    def _grade(self, quality: int):
+        if quality not in self._grades: self._grades[quality] = self.quality.labels(str(quality))
+        return self._grades[quality]
 
     def exposition(self) -> bytes:
         "The metrics in Prometheus' text format."
@@ -355,16 +363,17 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
     "POST /predict, /predict/batch and /predict/batch/csv."
     Wine = wine_schema(model.bounds)
     classes = model.classes.tolist()
+    keys = [str(c) for c in classes]
 
     @app.post("/predict", response_model=Prediction, summary="Predict the quality of one wine", openapi_extra=_body_openapi(Wine.model_json_schema()))
     async def predict(request: Request) -> Response:
         try: wine = Wine.model_validate_json(await request.body())
         except ValidationError as e: return _unprocessable(e.errors(include_url=False, include_input=False, include_context=False))
-        proba = model.proba(np.array([[getattr(wine, f) for f in FEATURES]]), np.array([wine.wine == "red"]))[0]
-        best = int(proba.argmax())
-        metrics.record_predictions(np.array([classes[best]]), proba[best:best + 1])
-        body = dict(quality=classes[best], expected_quality=float(proba @ model.classes),
-                    probabilities={str(c): float(p) for c, p in zip(classes, proba)}, model_id=model.model_id)
+        proba = model.proba(np.array([[getattr(wine, f) for f in FEATURES]]), np.array([wine.wine == "red"]))[0].tolist()
+        best = max(range(len(proba)), key=proba.__getitem__)
+        metrics.record_one(classes[best], proba[best])
+        body = dict(quality=classes[best], expected_quality=sum(c * p for c, p in zip(classes, proba)),
+                    probabilities=dict(zip(keys, proba)), model_id=model.model_id)
         return Response(orjson.dumps(body), media_type="application/json")
 
     @app.post("/predict/batch", response_model=BatchPrediction, summary=f"Predict up to {batch_limit} wines (JSON)",
