@@ -11,7 +11,8 @@ from conftest import console_script, run
 from fastcore.docments import docments
 from test_project import copy_project
 
-MODULES = {"00_data": "wine_nb.data", "01_model": "wine_nb.model", "02_train": "wine_nb.train", "04_tracking": "wine_nb.tracking"}
+MODULES = {"00_data": "wine_nb.data", "01_model": "wine_nb.model", "02_train": "wine_nb.train", "04_tracking": "wine_nb.tracking",
+           "05_serve": "wine_nb.serve"}
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@
 __all__ = ['BUNDLE_FILE', 'WEIGHTS_FILE', 'BUNDLE_FORMAT', 'WANDB_MODES', 'REGISTRY_FILE', 'TRAINING_NOTEBOOK', 'BundleError',
            'read_bundle', 'project_root', 'runs_root', 'resolve_wandb_mode', 'start_wandb', 'log_epoch', 'finish_wandb',
            'read_offline_run', 'RegistryError', 'list_runs', 'best_run', 'read_registry', 'promote', 'resolve_alias',
-           'link_in_wandb', 'load_sweep', 'sample_trials', 'run_local_sweep', 'parameter_importance', 'plot_sweep',
-           'wine_sweep', 'wine_runs', 'wine_promote']
+           'locate_run', 'link_in_wandb', 'load_sweep', 'sample_trials', 'run_local_sweep', 'parameter_importance',
+           'plot_sweep', 'wine_sweep', 'wine_runs', 'wine_promote']
 
 # %% ../nbs/04_tracking.ipynb #04c003
 import fcntl
@@ -211,7 +211,7 @@ def promote(run: str, # Run name as in `list_runs` (its folder relative to the r
             runs_dir: str|Path|None = None, # Runs folder; see `runs_root`
            ) -> dict: # The alias entry recorded
     "Point `alias` at a finished, intact run; the registry file is updated under a lock and atomically."
-    if not re.fullmatch(r"[a-z][a-z0-9_-]{0,63}", alias): raise RegistryError(f"alias {alias!r}: use lowercase letters, digits, '-' or '_'")
+    if not _ALIAS.fullmatch(alias): raise RegistryError(f"alias {alias!r}: use lowercase letters, digits, '-' or '_'")
     root = runs_root(runs_dir)
     if not (root/run).is_dir(): raise RegistryError(f"no run {run!r} under {root}; `list_runs` shows the runs there")
     try: meta, folder = read_bundle(root/run)
@@ -241,7 +241,18 @@ def resolve_alias(alias: str, # A promoted alias, e.g. 'production'
         raise RegistryError(f"alias {alias!r}: the files of {entry['run']!r} changed since it was promoted; promote it again if intended")
     return folder
 
-# %% ../nbs/04_tracking.ipynb #04c037
+# %% ../nbs/04_tracking.ipynb #04c033
+_ALIAS = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+
+def locate_run(name: str|Path, # A run folder, its bundle.json, or an alias such as 'production'
+               runs_dir: str|Path|None = None, # Runs folder holding the registry (for aliases)
+              ) -> Path: # The path to load
+    "A path as given when it exists or looks like a path; else the run folder the alias points at."
+    path = Path(name)
+    if path.exists() or not _ALIAS.fullmatch(str(name)): return path
+    return resolve_alias(str(name), runs_dir)
+
+# %% ../nbs/04_tracking.ipynb #04c038
 def link_in_wandb(run_dir: Path, # A promoted run folder whose W&B run was online
                   alias: str, # The alias, given to the linked artifact version too
                   target: str = "wandb-registry-model/wine-quality", # Registry collection to link into
@@ -255,7 +266,7 @@ def link_in_wandb(run_dir: Path, # A promoted run folder whose W&B run was onlin
     api.artifact(name).link(target, aliases=[alias])
     return name
 
-# %% ../nbs/04_tracking.ipynb #04c039
+# %% ../nbs/04_tracking.ipynb #04c040
 def load_sweep(path: str|Path, # A W&B sweep YAML file
               ) -> dict:
     "A W&B sweep definition (YAML), checked for what the local runner needs."
@@ -285,10 +296,10 @@ def sample_trials(sweep: dict, # From `load_sweep`
         return _SAMPLERS[spec["distribution"]](rng, spec)
     return [{name: draw(spec) for name, spec in sweep["parameters"].items()} for _ in range(n)]
 
-# %% ../nbs/04_tracking.ipynb #04c041
+# %% ../nbs/04_tracking.ipynb #04c042
 TRAINING_NOTEBOOK = "nbs/03_training.ipynb"
 
-# %% ../nbs/04_tracking.ipynb #04c042
+# %% ../nbs/04_tracking.ipynb #04c043
 def _run_trial(notebook: Path, run_dir: Path, params: dict) -> tuple:
     "One papermill run of the training notebook into `run_dir`; (run_dir, None) or (run_dir, error text)."
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -298,7 +309,7 @@ def _run_trial(notebook: Path, run_dir: Path, params: dict) -> tuple:
     result = subprocess.run(args, capture_output=True, text=True)
     return run_dir, None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["failed"])[-1]
 
-# %% ../nbs/04_tracking.ipynb #04c043
+# %% ../nbs/04_tracking.ipynb #04c044
 def run_local_sweep(sweep_file: str|Path, # W&B sweep YAML
                     n_runs: int, # Number of trials
                     out_dir: str|Path|None = None, # Sweep folder; default runs/sweeps/<name>-<time>
@@ -321,7 +332,7 @@ def run_local_sweep(sweep_file: str|Path, # W&B sweep YAML
     write_atomic(out/"results.csv", table.drop(columns="path").to_csv(index=False).encode())
     return table, failures
 
-# %% ../nbs/04_tracking.ipynb #04c045
+# %% ../nbs/04_tracking.ipynb #04c046
 def _numeric(column: pd.Series) -> pd.Series:
     "Hidden sizes as total units; other columns as numbers."
     if pd.api.types.is_numeric_dtype(column): return column.astype(float)
@@ -335,7 +346,7 @@ def parameter_importance(table: pd.DataFrame, # Sweep results
     values = pd.DataFrame({p: _numeric(table[p]) for p in params})
     return values.rank().corrwith(table[metric].rank()).abs().fillna(0).sort_values(ascending=False)  # Pearson on ranks = Spearman
 
-# %% ../nbs/04_tracking.ipynb #04c046
+# %% ../nbs/04_tracking.ipynb #04c047
 def plot_sweep(table: pd.DataFrame, # Sweep results
                params: list, # Hyperparameter columns, in plot order
                metric: str = "valid_accuracy", # Metric that colours the lines
@@ -356,7 +367,7 @@ def plot_sweep(table: pd.DataFrame, # Sweep results
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_tracking.ipynb #04c053
+# %% ../nbs/04_tracking.ipynb #04c054
 def _print_table(runs: pd.DataFrame, columns: list):
     shown = [c for c in columns if c in runs.columns]
     print(runs[shown].to_string(index=False, float_format=lambda v: f"{v:.4g}") if len(runs) else "no finished runs")
@@ -391,7 +402,7 @@ def wine_sweep(config: str = "sweeps/mlp.yaml", # W&B sweep YAML
         print(f"{promote_to} → {run} ({metric} {best[metric]:.4f}; registry in {root})")
     if failures: raise SystemExit(1)
 
-# %% ../nbs/04_tracking.ipynb #04c054
+# %% ../nbs/04_tracking.ipynb #04c055
 @call_parse
 def wine_runs(runs_dir: str = None, # Runs folder (default: $WINE_NB_RUNS_DIR or runs/)
               best: str = None, # Only the best run by this validation metric (e.g. valid_accuracy)

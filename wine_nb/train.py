@@ -30,8 +30,8 @@ from .data import (FEATURES, MODEL_INPUTS, QUALITY_CLASSES, SPLIT_MODES, TARGET,
                           Scaler, WineDataError, file_sha256, load_wine, model_inputs, quality_to_class, split_wines,
                           validate_features, write_atomic)
 from .model import WineMLP, count_parameters, parse_hidden
-from .tracking import (BUNDLE_FILE, BUNDLE_FORMAT, WANDB_MODES, WEIGHTS_FILE, finish_wandb, log_epoch, read_bundle,
-                              resolve_alias, resolve_wandb_mode, runs_root, start_wandb)
+from .tracking import (BUNDLE_FILE, BUNDLE_FORMAT, WANDB_MODES, WEIGHTS_FILE, finish_wandb, locate_run, log_epoch,
+                              read_bundle, resolve_wandb_mode, runs_root, start_wandb)
 
 # %% ../nbs/02_train.ipynb #02c004
 _logger = logging.getLogger(__name__)
@@ -287,8 +287,7 @@ def load_model(name: str|Path, # A run folder, its bundle.json, or a registry al
                runs_dir: str|Path|None = None, # Runs folder holding the registry (for aliases)
               ) -> WinePredictor:
     "Load a predictor from a run folder or from a registry alias (see `promote` in Tracking)."
-    path = Path(name)
-    return load_bundle(path if path.exists() else resolve_alias(str(name), runs_dir))
+    return load_bundle(locate_run(name, runs_dir))
 
 # %% ../nbs/02_train.ipynb #02c047
 def default_run_dir(cfg: TrainConfig, # Settings that name the folder

@@ -1,0 +1,20 @@
+# The prediction service: wine_serve on port 8000, serving the run folder mounted or copied at /app/runs/default.
+#   docker build -f docker/serve.Dockerfile -t wine-nb-serve .
+#   docker run -p 8000:8000 -v "$PWD/runs/default:/app/runs/default:ro" wine-nb-serve
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+# CPU-only PyTorch from the PyTorch index first, so the package's own requirements do not pull a CUDA build.
+RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+
+COPY settings.ini setup.py README.md LICENSE ./
+COPY wine_nb ./wine_nb
+RUN pip install . && useradd --create-home --uid 10001 wine && mkdir -p /app/runs && chown wine /app/runs
+
+USER wine
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"
+CMD ["wine_serve", "--model", "/app/runs/default", "--host", "0.0.0.0", "--port", "8000"]
