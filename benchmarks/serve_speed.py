@@ -26,7 +26,8 @@ import numpy as np
 
 from wine_nb.data import FEATURES, load_wine
 from wine_nb.serve import TYPICAL_WINES, input_bounds
-from wine_nb.train import TrainConfig, project_root, read_bundle, run_training
+from wine_nb.tracking import project_root, read_bundle
+from wine_nb.train import TrainConfig, run_training
 
 
 def free_port() -> int:

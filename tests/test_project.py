@@ -4,9 +4,11 @@ import os
 import re
 import shutil
 import stat
+import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 from conftest import ROOT, console_script, run
 
 
@@ -98,3 +100,11 @@ def test_top_level_quarto_config_is_the_one_nbdev_processes(tmp_path):
 def test_library_notebooks_and_scripts_pass_ruff():
     result = run([console_script("ruff"), "check", "--select", "F,E9", "--output-format", "concise", "wine_nb", "nbs", "tests", "benchmarks"])
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in (ROOT/"benchmarks").glob("*.py")))
+def test_benchmark_scripts_import_and_explain_themselves(script):
+    "Benchmarks are not run in CI (they measure, they do not pass or fail), but they must stay runnable."
+    result = run([sys.executable, str(ROOT/"benchmarks"/script), "--help"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout
