@@ -4,11 +4,13 @@
 
 # %% auto #0
 __all__ = ['PROTOCOLS', 'MODELS', 'CORTEZ_2009', 'tolerance_accuracy', 'cohen_kappa', 'quality_scores', 'cv_folds',
-           'predict_mean', 'predict_rf_classifier', 'mlp_predictor', 'cross_validate', 'summarise']
+           'predict_mean', 'predict_rf_classifier', 'mlp_predictor', 'out_of_fold', 'cross_validate', 'summarise',
+           'run_benchmark', 'results_table', 'markdown_table', 'plot_rec', 'plot_diagnostics']
 
 # %% ../nbs/06_evaluate.ipynb #06c003
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor
@@ -65,7 +67,7 @@ def cv_folds(wines: pd.DataFrame, # Validated wines
     folds = []
     for r in range(repeats):
         splitter = KFold(k, shuffle=True, random_state=seed + r) if protocol == "random" else GroupKFold(k, shuffle=True, random_state=seed + r)
-        folds += [(r, f, train, test) for f, (train, test) in enumerate(splitter.split(wines, groups=groups))]
+        folds += [(r, f, train, test) for f, (train, test) in enumerate(splitter.split(wines, groups=groups if protocol == "grouped" else None))]
     return folds
 
 # %% ../nbs/06_evaluate.ipynb #06c015
@@ -119,6 +121,16 @@ MODELS = {
 }
 
 # %% ../nbs/06_evaluate.ipynb #06c019
+def out_of_fold(wines: pd.DataFrame, # Validated wines
+                model, # A model function: (train wines, test wines, seed) → predictions
+                folds: list, # The folds of one repeat, from `cv_folds`
+                seed: int = 0, # Base seed; each fold's model gets its own
+               ) -> np.ndarray: # One prediction per wine, made by the model that did not train on it
+    "Predict every wine with the model trained on the other folds."
+    predicted = np.full(len(wines), np.nan)
+    for r, f, train, test in folds: predicted[test] = model(wines.iloc[train], wines.iloc[test], seed + 100 * r + f)
+    return predicted
+
 def cross_validate(wines: pd.DataFrame, # Validated wines (one wine type, for the paper's protocol)
                    models: dict, # name → model function, e.g. a selection of `MODELS`
                    protocol: str = "random", # 'random' or 'grouped'
@@ -130,9 +142,8 @@ def cross_validate(wines: pd.DataFrame, # Validated wines (one wine type, for th
     folds, rows = cv_folds(wines, k, repeats, seed, protocol), []
     for name, model in models.items():
         for r in range(repeats):
-            predicted, started = np.empty(len(wines)), time.perf_counter()
-            for _, f, train, test in (fold for fold in folds if fold[0] == r):
-                predicted[test] = model(wines.iloc[train], wines.iloc[test], seed + 100 * r + f)
+            started = time.perf_counter()
+            predicted = out_of_fold(wines, model, [fold for fold in folds if fold[0] == r], seed)
             rows.append(dict(model=name, protocol=protocol, repeat=r, seconds=time.perf_counter() - started,
                              **quality_scores(wines[TARGET].to_numpy(), predicted)))
     return pd.DataFrame(rows)
@@ -151,3 +162,71 @@ CORTEZ_2009 = pd.DataFrame([
     dict(wine="white", model="SVM (paper)", **{"acc_0.5": 0.646, "mad": 0.45, "kappa_0.5": 43.9}),
     dict(wine="white", model="NN (paper)", **{"acc_0.5": 0.526}),
 ])
+
+# %% ../nbs/06_evaluate.ipynb #06c026
+def run_benchmark(models: dict, # name → model function
+                  wines: tuple = ("red", "white"), # Wine types, each evaluated on its own
+                  protocols: tuple = PROTOCOLS, # 'random' and/or 'grouped'
+                  k: int = 5, # Folds
+                  repeats: int = 10, # Repeats (the paper used 20)
+                  seed: int = 0, # Seed of folds and models
+                  data_dir=None, # Folder with the CSVs; see `wine_data_dir`
+                 ) -> pd.DataFrame: # `cross_validate` rows with a `wine` column
+    "Cross-validate every model on every wine type under every protocol."
+    from wine_nb.data import load_wine
+    parts = [cross_validate(load_wine(w, data_dir), models, p, k, repeats, seed).assign(wine=w) for w in wines for p in protocols]
+    return pd.concat(parts, ignore_index=True)
+
+def results_table(results: pd.DataFrame, # Rows from `run_benchmark`
+                  metrics: tuple = ("acc_0.5", "mad", "kappa_0.5", "acc_1.0", "acc_0.25", "rmse", "macro_f1"), # Columns
+                 ) -> pd.DataFrame: # One row per wine, protocol and model; Cortez et al.'s rows added under `random`
+    "Mean ± 95% half-width per wine, protocol and model, with the published figures for comparison."
+    def cell(v): return f"{v.mean():.3f} ± {1.96 * v.std(ddof=1) / np.sqrt(len(v)):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+    table = results.groupby(["wine", "protocol", "model"], sort=False)[list(metrics)].agg(cell).reset_index()
+    paper = CORTEZ_2009[CORTEZ_2009.wine.isin(results.wine)].assign(protocol="random (paper)")
+    paper = paper.map(lambda v: f"{v:.3f}" if isinstance(v, float) and not np.isnan(v) else ("" if isinstance(v, float) else v))
+    return pd.concat([table, paper[[c for c in table.columns if c in paper.columns]]], ignore_index=True).fillna("")
+
+# %% ../nbs/06_evaluate.ipynb #06c027
+def markdown_table(table: pd.DataFrame, # Any table, e.g. from `results_table`
+                  ) -> str: # A GitHub-flavoured Markdown table
+    "The table as Markdown, with its columns as the header."
+    rows = [list(map(str, table.columns))] + [[str(v) for v in row] for row in table.itertuples(index=False)]
+    return "\n".join(["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])] + ["| " + " | ".join(r) + " |" for r in rows[1:]]) + "\n"
+
+# %% ../nbs/06_evaluate.ipynb #06c031
+def plot_rec(true, # True grades
+             predictions: dict, # name → continuous predictions
+             max_tolerance: float = 2.0, # Right end of the curve
+            ) -> plt.Figure:
+    "Accuracy at tolerance T for T from 0 to `max_tolerance`, one curve per model."
+    fig, ax = plt.subplots(figsize=(6, 4))
+    tolerances = np.linspace(0, max_tolerance, 81)
+    for name, predicted in predictions.items(): ax.plot(tolerances, [tolerance_accuracy(true, predicted, t) for t in tolerances], label=name)
+    for t in (0.25, 0.5, 1.0): ax.axvline(t, color="grey", lw=0.6, ls=":")
+    ax.set(xlabel="tolerance T (grades)", ylabel="accuracy at T", title="REC curve", ylim=(0, 1.01)); ax.legend()
+    fig.tight_layout()
+    return fig
+
+def plot_diagnostics(true, # True grades
+                     predicted, # Continuous predictions of one model
+                     title: str = "", # Name shown above the panels
+                    ) -> plt.Figure:
+    "Error histogram, confusion matrix of rounded grades and recall per grade."
+    true, predicted = np.asarray(true), np.asarray(predicted, dtype=float)
+    grades = np.clip(np.rint(predicted), 3, 9).astype(int)
+    classes = list(range(min(true.min(), grades.min()), max(true.max(), grades.max()) + 1))
+    counts = pd.crosstab(pd.Categorical(true, classes), pd.Categorical(grades, classes), dropna=False).to_numpy()
+    fig, (ax_err, ax_cm, ax_rec) = plt.subplots(1, 3, figsize=(13, 3.8))
+    ax_err.hist(predicted - true, bins=np.arange(-3, 3.01, 0.125), color="C0")
+    ax_err.set(xlabel="prediction − grade", ylabel="wines", title="Errors")
+    ax_cm.imshow(counts, cmap="Blues")
+    for (i, j), n in np.ndenumerate(counts):
+        if n: ax_cm.text(j, i, n, ha="center", va="center", fontsize=7, color="white" if n > counts.max() / 2 else "black")
+    ax_cm.set(xticks=range(len(classes)), yticks=range(len(classes)), xticklabels=classes, yticklabels=classes,
+              xlabel="predicted (rounded)", ylabel="true", title="Confusion")
+    recall = counts.diagonal() / np.maximum(counts.sum(axis=1), 1)
+    ax_rec.bar([str(c) for c in classes], recall, color="C2")
+    ax_rec.set(xlabel="grade", ylabel="recall", ylim=(0, 1), title="Recall per grade")
+    fig.suptitle(title); fig.tight_layout()
+    return fig
