@@ -27,7 +27,7 @@ def test_cli_trains_and_writes_a_loadable_run(tmp_path, data_dir):
     assert bundle["wine_types"] == ["red"] and bundle["data"]["split"] == "grouped"
     assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "confusion_matrix.png", "history.csv", "learning_curves.png", "model.pt"]
     assert set(bundle["metrics"]) == {"valid", "test"}
-    assert load_bundle(out).predict_proba.__self__.classes == list(range(3, 10))
+    assert load_bundle(out).classes == list(range(3, 10))
 
 
 def test_cli_refuses_to_overwrite_a_finished_run(tmp_path, data_dir):

@@ -20,7 +20,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
-from .data import FEATURES, QUALITY_CLASSES, TARGET, WineSplit, duplicate_groups, split_wines
+from .data import FEATURES, QUALITY_CLASSES, TARGET, WineSplit, duplicate_groups, load_wine, split_wines
 from .train import TrainConfig, WinePredictor, build_model, prepare_split, quality_metrics, train_model
 
 # %% ../nbs/06_evaluate.ipynb #06c006
@@ -148,12 +148,16 @@ def cross_validate(wines: pd.DataFrame, # Validated wines (one wine type, for th
                              **quality_scores(wines[TARGET].to_numpy(), predicted)))
     return pd.DataFrame(rows)
 
+def _mean_ci(values: pd.Series) -> str:
+    "'mean ± 95% half-width' (normal approximation) of one figure over repeats; the mean alone for a single repeat."
+    if len(values) < 2: return f"{values.mean():.3f}"
+    return f"{values.mean():.3f} ± {1.96 * values.std(ddof=1) / np.sqrt(len(values)):.3f}"
+
 def summarise(results: pd.DataFrame, # Rows from `cross_validate`
               metrics: tuple = ("acc_0.5", "mad", "kappa_0.5", "acc_1.0", "rmse"), # Figures to show
              ) -> pd.DataFrame: # "mean ± half-width" per model (rows) and metric (columns)
     "Mean over repeats ± 95% confidence half-width, per model and protocol."
-    def cell(values): return f"{values.mean():.3f} ± {1.96 * values.std(ddof=1) / np.sqrt(len(values)):.3f}" if len(values) > 1 else f"{values.mean():.3f}"
-    return results.groupby(["protocol", "model"], sort=False)[list(metrics)].agg(cell)
+    return results.groupby(["protocol", "model"], sort=False)[list(metrics)].agg(_mean_ci)
 
 # %% ../nbs/06_evaluate.ipynb #06c021
 CORTEZ_2009 = pd.DataFrame([
@@ -173,7 +177,6 @@ def run_benchmark(models: dict, # name → model function
                   data_dir=None, # Folder with the CSVs; see `wine_data_dir`
                  ) -> pd.DataFrame: # `cross_validate` rows with a `wine` column
     "Cross-validate every model on every wine type under every protocol."
-    from wine_nb.data import load_wine
     parts = [cross_validate(load_wine(w, data_dir), models, p, k, repeats, seed).assign(wine=w) for w in wines for p in protocols]
     return pd.concat(parts, ignore_index=True)
 
@@ -181,8 +184,7 @@ def results_table(results: pd.DataFrame, # Rows from `run_benchmark`
                   metrics: tuple = ("acc_0.5", "mad", "kappa_0.5", "acc_1.0", "acc_0.25", "rmse", "macro_f1"), # Columns
                  ) -> pd.DataFrame: # One row per wine, protocol and model; Cortez et al.'s rows added under `random`
     "Mean ± 95% half-width per wine, protocol and model, with the published figures for comparison."
-    def cell(v): return f"{v.mean():.3f} ± {1.96 * v.std(ddof=1) / np.sqrt(len(v)):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
-    table = results.groupby(["wine", "protocol", "model"], sort=False)[list(metrics)].agg(cell).reset_index()
+    table = results.groupby(["wine", "protocol", "model"], sort=False)[list(metrics)].agg(_mean_ci).reset_index()
     paper = CORTEZ_2009[CORTEZ_2009.wine.isin(results.wine)].assign(protocol="random (paper)")
     paper = paper.map(lambda v: f"{v:.3f}" if isinstance(v, float) and not np.isnan(v) else ("" if isinstance(v, float) else v))
     return pd.concat([table, paper[[c for c in table.columns if c in paper.columns]]], ignore_index=True).fillna("")

@@ -36,8 +36,8 @@ from starlette.concurrency import run_in_threadpool
 from torch import nn
 
 import wine_nb
-from .data import FEATURES, MODEL_INPUTS, WINE_TYPES, WineDataError, model_inputs, snake_case_columns, validate_features, write_atomic
-from .tracking import BUNDLE_FILE, BundleError, RegistryError, locate_run
+from .data import FEATURES, MODEL_INPUTS, WINE_TYPES, WineDataError, snake_case_columns, validate_features, write_atomic
+from .tracking import BundleError, RegistryError, bundle_folder, locate_run
 from .train import WinePredictor, load_bundle
 
 # %% ../nbs/05_serve.ipynb #05c004
@@ -96,32 +96,20 @@ class OnnxPredictor(WinePredictor):
         self.session = onnxruntime.InferenceSession(onnx_bytes(predictor.model), options, providers=["CPUExecutionProvider"])
 
     def proba_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
-        "Probabilities for model inputs (rows × 12, float32)."
+        "Probabilities for model inputs (rows × 12, float32), computed by onnxruntime; `predict_proba` and `predict` use it."
         return self.session.run(None, {"inputs": inputs})[0]
-
-    def predict_proba(self, wines: pd.DataFrame) -> np.ndarray:
-        "Probability of each grade, shape (wines, classes)."
-        return self.proba_from_inputs(model_inputs(validate_features(wines), self.scaler))
 
 # %% ../nbs/05_serve.ipynb #05c021
 def export_onnx(path: str|Path, # Run folder or its bundle.json
                 out: str|Path|None = None, # Destination; `model.onnx` in the run folder if None
                ) -> Path:
     "Write a run's network (with softmax) as an ONNX file, atomically."
-    predictor = load_bundle(path)
-    folder = Path(path).parent if Path(path).name == BUNDLE_FILE else Path(path)
-    return write_atomic(Path(out) if out else folder/"model.onnx", onnx_bytes(predictor.model))
+    return write_atomic(Path(out) if out else bundle_folder(path)/"model.onnx", onnx_bytes(load_bundle(path).model))
 
 # %% ../nbs/05_serve.ipynb #05c024a
 BACKENDS = ("torch", "onnx")
 
 # %% ../nbs/05_serve.ipynb #05c024
-def _torch_scorer(model: nn.Module):
-    "Probabilities for model inputs with PyTorch, no autograd."
-    @torch.inference_mode()
-    def score(inputs: np.ndarray) -> np.ndarray: return torch.softmax(model(torch.from_numpy(inputs)), dim=1).numpy()
-    return score
-
 class ServingModel:
     "A run folder loaded for serving: id, metadata, accepted input ranges and a vectorised scoring function."
     def __init__(self,
@@ -131,11 +119,9 @@ class ServingModel:
                 ):
         if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         path = locate_run(path)
-        predictor = load_bundle(path)
+        predictor, folder = load_bundle(path), bundle_folder(path)
         self.predictor = OnnxPredictor(predictor) if backend == "onnx" else predictor
-        self._score = self.predictor.proba_from_inputs if backend == "onnx" else _torch_scorer(predictor.model)
         self.backend, self.metadata, self.margin = backend, predictor.metadata, margin
-        folder = Path(path).parent if Path(path).name == BUNDLE_FILE else Path(path)
         self.model_id = f"{folder.resolve().name}@{self.metadata['weights']['sha256'][:12]}"
         self.bounds = input_bounds(self.metadata["feature_ranges"], margin)
         self.classes = np.asarray(self.metadata["classes"])
@@ -147,7 +133,7 @@ class ServingModel:
         "Probability of each grade for already validated measurements: one model call."
         inputs = np.empty((len(features), len(MODEL_INPUTS)), dtype="float32")
         inputs[:, :-1], inputs[:, -1] = (features - self._mean) / self._std, is_red
-        return self._score(inputs)
+        return self.predictor.proba_from_inputs(inputs)
 
 # %% ../nbs/05_serve.ipynb #05c027
 def check_bounds(wines: pd.DataFrame, # Validated wines
@@ -160,7 +146,7 @@ def check_bounds(wines: pd.DataFrame, # Validated wines
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise WineDataError(f"{source}, column '{f}', row {row + 1}: {wines[f].iloc[row]} is outside the accepted range "
-                                f"[{lo}, {hi}] (the training range widened by {INPUT_MARGIN:.0%} of its span on each side)")
+                                f"[{lo}, {hi}] (GET /model lists the accepted ranges)")
     return wines
 
 # %% ../nbs/05_serve.ipynb #05c029

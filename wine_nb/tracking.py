@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['BUNDLE_FILE', 'WEIGHTS_FILE', 'BUNDLE_FORMAT', 'WANDB_MODES', 'REGISTRY_FILE', 'TRAINING_NOTEBOOK', 'BundleError',
-           'read_bundle', 'project_root', 'runs_root', 'resolve_wandb_mode', 'start_wandb', 'log_epoch', 'finish_wandb',
-           'read_offline_run', 'RegistryError', 'list_runs', 'best_run', 'read_registry', 'promote', 'resolve_alias',
-           'locate_run', 'link_in_wandb', 'load_sweep', 'sample_trials', 'run_local_sweep', 'parameter_importance',
-           'plot_sweep', 'wine_sweep', 'wine_runs', 'wine_promote']
+           'bundle_folder', 'read_bundle', 'project_root', 'runs_root', 'resolve_wandb_mode', 'start_wandb',
+           'log_epoch', 'finish_wandb', 'read_offline_run', 'RegistryError', 'list_runs', 'best_run', 'read_registry',
+           'promote', 'resolve_alias', 'locate_run', 'link_in_wandb', 'load_sweep', 'sample_trials', 'run_local_sweep',
+           'parameter_importance', 'plot_sweep', 'wine_sweep', 'wine_runs', 'wine_promote']
 
 # %% ../nbs/04_tracking.ipynb #04c003
 import fcntl
@@ -39,11 +39,16 @@ BUNDLE_FILE, WEIGHTS_FILE, BUNDLE_FORMAT = "bundle.json", "model.pt", 1
 class BundleError(RuntimeError):
     "A run folder that cannot be used: missing, unfinished, or files that do not match the bundle."
 
+def bundle_folder(path: str|Path, # A run folder or its bundle.json
+                 ) -> Path: # The run folder
+    "The run folder of a path that names either the folder or its bundle.json."
+    path = Path(path)
+    return path.parent if path.name == BUNDLE_FILE else path
+
 def read_bundle(path: str|Path, # A run folder or its bundle.json
                ) -> tuple: # (bundle metadata as a dict, run folder)
     "The bundle's metadata and folder, checked: finished, readable, weights matching their recorded sha256."
-    path = Path(path)
-    bundle_path = path if path.name == BUNDLE_FILE else path/BUNDLE_FILE
+    bundle_path = bundle_folder(path)/BUNDLE_FILE
     if not bundle_path.is_file():
         raise BundleError(f"no {BUNDLE_FILE} in {bundle_path.parent}: not a run folder, or a run that did not finish")
     try: meta = json.loads(bundle_path.read_text())
@@ -387,10 +392,12 @@ def wine_sweep(config: str = "sweeps/mlp.yaml", # W&B sweep YAML
     fixed = {k: v for k, v in dict(epochs=epochs, wine=wine, wandb_mode=wandb_mode).items() if v is not None}
     config = config if Path(config).exists() else project_root()/config
     started = time.perf_counter()
-    try: table, failures = run_local_sweep(config, n_runs, out_dir, parallel, seed, fixed)
+    try:
+        sweep = load_sweep(config)
+        table, failures = run_local_sweep(config, n_runs, out_dir, parallel, seed, fixed)
     except (ValueError, FileExistsError, FileNotFoundError) as e: raise SystemExit(f"wine_sweep: error: {e}") from None
-    metric = load_sweep(config)["metric"]["name"].replace("/", "_")
-    _print_table(table, ["run", *load_sweep(config)["parameters"], metric, "test_accuracy"])
+    metric = sweep["metric"]["name"].replace("/", "_")
+    _print_table(table, ["run", *sweep["parameters"], metric, "test_accuracy"])
     print(f"{len(table)} trials finished, {len(failures)} failed, {time.perf_counter() - started:.0f} s")
     for trial, error in failures.items(): print(f"  {trial}: {error}", file=sys.stderr)
     if promote_to and len(table):

@@ -194,11 +194,15 @@ class WinePredictor:
                 ):
         self.model, self.scaler, self.classes, self.metadata = model.eval(), scaler, list(classes), metadata or {}
 
-    @torch.no_grad()
+    @torch.inference_mode()
+    def proba_from_inputs(self, inputs: np.ndarray, # Model inputs, rows × 12 float32 (see `model_inputs`)
+                         ) -> np.ndarray: # rows × classes
+        "Probability of each grade for ready-made model inputs: the one place the network runs."
+        return torch.softmax(self.model(torch.from_numpy(inputs)), dim=1).numpy()
+
     def predict_proba(self, wines: pd.DataFrame) -> np.ndarray:
         "Probability of each grade, shape (wines, classes)."
-        inputs = torch.from_numpy(model_inputs(validate_features(wines), self.scaler))
-        return torch.softmax(self.model(inputs), dim=1).numpy()
+        return self.proba_from_inputs(model_inputs(validate_features(wines), self.scaler))
 
     def predict(self, wines: pd.DataFrame) -> pd.DataFrame:
         "Predicted grade, expected grade and one probability column per grade, indexed like `wines`."
