@@ -4,7 +4,8 @@ Starts the real server (`wine_serve`, uvicorn) on 127.0.0.1 twice, with the torc
 drives it with a small asyncio client over raw keep-alive HTTP/1.1 connections (the lightest client Python has,
 so the figures are the server's, not the client's). Reports requests/s and p50/p95 latency of POST /predict for
 both backends and of GET /health (the framework's ceiling on the same app), and rows/s of POST /predict/batch
-(JSON) and /predict/batch/csv with 10,000 wines per request.
+(JSON) and /predict/batch/csv with 10,000 wines per request. Every prediction is logged, as by default, to a
+temporary SQLite file (benchmarks/log_cost.py measures what that costs).
 
     python benchmarks/serve_speed.py [--model runs/default] [--requests 4000] [--connections 4]
 
@@ -36,11 +37,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(model: Path, backend: str) -> tuple:
-    "A `wine_serve` process on a free loopback port, ready (GET /health answers)."
+def start_server(model: Path, backend: str, args: tuple = ()) -> tuple:
+    "A `wine_serve` process on a free loopback port, ready (GET /health answers); `args` are more options for it."
     port = free_port()
     exe = Path(sys.executable).parent/"wine_serve"
-    proc = subprocess.Popen([str(exe), "--model", str(model), "--port", str(port), "--backend", backend])
+    proc = subprocess.Popen([str(exe), "--model", str(model), "--port", str(port), "--backend", backend, *map(str, args)])
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
@@ -135,7 +136,8 @@ def main():
     csv_request = http_request("POST", "/predict/batch/csv", form, f"multipart/form-data; boundary={boundary}")
     results, servers = {}, {}
     try:
-        for backend in ("torch", "onnx"): servers[backend] = start_server(model, backend)
+        logs = Path(tempfile.mkdtemp(prefix="serve_speed_logs_"))  # the prediction log stays on, as by default, out of the project
+        for backend in ("torch", "onnx"): servers[backend] = start_server(model, backend, ("--log_db", logs/f"{backend}.sqlite"))
         health = http_request("GET", "/health")
         singles = {"GET /health (torch app)": (servers["torch"], health), "POST /predict, torch": (servers["torch"], one),
                    "GET /health (onnx app)": (servers["onnx"], health), "POST /predict, onnx": (servers["onnx"], one)}

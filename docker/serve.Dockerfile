@@ -1,9 +1,11 @@
-# The prediction service: wine_serve on port 8000, serving the run folder mounted or copied at /app/runs/default.
+# The prediction service: wine_serve on port 8000, serving the run folder mounted or copied at /app/runs/default,
+# logging every prediction to /var/lib/wine_nb/predictions.sqlite (mount a volume there to keep the log).
 #   docker build -f docker/serve.Dockerfile -t wine-nb-serve .
-#   docker run -p 8000:8000 -v "$PWD/runs/default:/app/runs/default:ro" wine-nb-serve
+#   docker run -p 8000:8000 -v "$PWD/runs/default:/app/runs/default:ro" -v wine-nb-log:/var/lib/wine_nb wine-nb-serve
 FROM python:3.11-slim
 
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    WINE_NB_PREDICTION_LOG=/var/lib/wine_nb/predictions.sqlite
 WORKDIR /app
 
 # CPU-only PyTorch from the PyTorch index first, so the package's own requirements do not pull a CUDA build.
@@ -11,7 +13,8 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
 
 COPY settings.ini setup.py README.md LICENSE ./
 COPY wine_nb ./wine_nb
-RUN pip install . && useradd --create-home --uid 10001 wine && mkdir -p /app/runs && chown wine /app/runs
+RUN pip install . && useradd --create-home --uid 10001 wine && mkdir -p /app/runs /var/lib/wine_nb && chown wine /app/runs /var/lib/wine_nb
+VOLUME /var/lib/wine_nb
 
 USER wine
 EXPOSE 8000

@@ -23,6 +23,12 @@ def data_dir() -> Path:
     return folder
 
 
+@pytest.fixture(scope="session", autouse=True)
+def session_prediction_log(tmp_path_factory):
+    "Servers started by session fixtures (before any test's own environment) log predictions to a temporary folder too."
+    os.environ["WINE_NB_PREDICTION_LOG"] = str(tmp_path_factory.mktemp("logs")/"predictions.sqlite")
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(data_dir, tmp_path, monkeypatch):
     "Each test gets its own download cache and runs folder, and W&B disabled unless it sets a mode itself."
@@ -30,6 +36,7 @@ def isolated_env(data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("WINE_NB_RUNS_DIR", str(tmp_path/"runs"))
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WINE_NB_PREDICTION_LOG", str(tmp_path/"logs"/"predictions.sqlite"))
 
 
 def run(args, cwd=ROOT, env=None, timeout=600):
@@ -56,27 +63,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def serving(model: Path, backend: str = "torch", timeout: float = 60):
-    "A real `wine_serve` process on a free loopback port; yields its base URL once /health answers; always stopped."
+def start_server(model: Path, backend: str = "torch", args: tuple = (), wrap=None, timeout: float = 60) -> tuple:
+    "Start `wine_serve` on a free loopback port (its command passed through `wrap`, e.g. into `unshare`); (process, URL) once /health answers."
     port = free_port()
-    proc = subprocess.Popen([console_script("wine_serve"), "--model", str(model), "--port", str(port), "--backend", backend],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [console_script("wine_serve"), "--model", str(model), "--port", str(port), "--backend", backend, *map(str, args)]
+    proc = subprocess.Popen(wrap(command) if wrap else command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None: raise RuntimeError(f"wine_serve exited with {proc.returncode}: {proc.stderr.read()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200: break
-            except httpx.TransportError: pass
-            if time.monotonic() > deadline: raise RuntimeError(f"wine_serve did not answer /health within {timeout} s")
-            time.sleep(0.1)
-        yield url
-    finally:
-        proc.terminate()
-        try: proc.wait(10)
-        except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None: raise RuntimeError(f"wine_serve exited with {proc.returncode}: {proc.stderr.read()}")
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200: return proc, url
+        except httpx.TransportError: pass
+        if time.monotonic() > deadline: stop(proc); raise RuntimeError(f"wine_serve did not answer /health within {timeout} s")
+        time.sleep(0.1)
+
+
+def stop(proc: subprocess.Popen):
+    "Terminate a server process, killing it if it does not stop within 10 s."
+    if proc.poll() is not None: return
+    proc.terminate()
+    try: proc.wait(10)
+    except subprocess.TimeoutExpired: proc.kill(); proc.wait()
+
+
+@contextmanager
+def serving(model: Path, backend: str = "torch", args: tuple = (), wrap=None, timeout: float = 60):
+    "A real `wine_serve` process on a free loopback port; yields its base URL once /health answers; always stopped."
+    proc, url = start_server(model, backend, args, wrap, timeout)
+    try: yield url
+    finally: stop(proc)
 
 
 @pytest.fixture(scope="session")

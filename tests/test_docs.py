@@ -12,7 +12,7 @@ from fastcore.docments import docments
 from test_project import copy_project
 
 MODULES = {"00_data": "wine_nb.data", "01_model": "wine_nb.model", "02_train": "wine_nb.train", "04_tracking": "wine_nb.tracking",
-           "05_serve": "wine_nb.serve", "06_evaluate": "wine_nb.evaluate"}
+           "05_serve": "wine_nb.serve", "06_evaluate": "wine_nb.evaluate", "08_monitor": "wine_nb.monitor"}
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ def test_schemathesis_finds_no_server_error(server):
     summary = result.stdout[result.stdout.rfind("SUMMARY"):]
     print(summary)
     assert result.returncode == 0, result.stdout[-4000:]
-    assert "Tested: 6" in summary and " passed" in summary and "failure" not in summary.lower()
+    assert "Tested: 7" in summary and " passed" in summary and "failure" not in summary.lower()
 
 
 def test_locust_load_has_no_failed_request(server, tmp_path):

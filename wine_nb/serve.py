@@ -6,13 +6,15 @@
 __all__ = ['INPUT_MARGIN', 'BATCH_LIMIT', 'MAX_BODY_BYTES', 'TYPICAL_WINES', 'BACKENDS', 'input_bounds', 'wine_schema',
            'onnx_bytes', 'OnnxPredictor', 'export_onnx', 'ServingModel', 'check_bounds', 'read_wines_csv',
            'validate_wines', 'predict_frame', 'BulkHistogram', 'ServiceMetrics', 'Prediction', 'BatchPrediction',
-           'BatchError', 'parse_batch', 'MeasureRequests', 'page_html', 'create_app', 'wine_serve', 'wine_predict']
+           'BatchError', 'parse_batch', 'MeasureRequests', 'DriftMonitor', 'page_html', 'create_app', 'wine_serve',
+           'wine_predict']
 
 # %% ../nbs/05_serve.ipynb #05c003
 import bisect
 import io
 import json
 import logging
+import sqlite3
 import threading
 import time
 import warnings
@@ -30,13 +32,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastcore.script import call_parse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.concurrency import run_in_threadpool
 from torch import nn
 
 import wine_nb
 from .data import FEATURES, MODEL_INPUTS, WINE_TYPES, WineDataError, snake_case_columns, validate_features, write_atomic
+from .monitor import (DRIFT_STATUSES, LOG_POLICIES, PredictionLog, PredictionLogError, default_log_path, drift_report, log_rows,
+                             read_log, served_model_id, training_reference)
 from .tracking import BundleError, RegistryError, bundle_folder, locate_run
 from .train import WinePredictor, load_bundle
 
@@ -119,10 +123,10 @@ class ServingModel:
                 ):
         if backend not in BACKENDS: raise ValueError(f"backend must be one of {BACKENDS}, not {backend!r}")
         path = locate_run(path)
-        predictor, folder = load_bundle(path), bundle_folder(path)
+        predictor = load_bundle(path)
         self.predictor = OnnxPredictor(predictor) if backend == "onnx" else predictor
         self.backend, self.metadata, self.margin = backend, predictor.metadata, margin
-        self.model_id = f"{folder.resolve().name}@{self.metadata['weights']['sha256'][:12]}"
+        self.path, self.model_id, self._reference = path, served_model_id(path), None
         self.bounds = input_bounds(self.metadata["feature_ranges"], margin)
         self.classes = np.asarray(self.metadata["classes"])
         self._mean, self._std = np.asarray(predictor.scaler.mean), np.asarray(predictor.scaler.std)
@@ -134,6 +138,13 @@ class ServingModel:
         inputs = np.empty((len(features), len(MODEL_INPUTS)), dtype="float32")
         inputs[:, :-1], inputs[:, -1] = (features - self._mean) / self._std, is_red
         return self.predictor.proba_from_inputs(inputs)
+
+    def reference(self) -> tuple: # (training rows, the model's predicted grade on each)
+        "The run's training rows and the model's grades for them, loaded on first use; `BundleError` if the run has none."
+        if self._reference is None:
+            rows = training_reference(self.path)
+            self._reference = rows, self.classes[self.proba(rows[FEATURES].to_numpy(), (rows.wine == "red").to_numpy()).argmax(1)]
+        return self._reference
 
 # %% ../nbs/05_serve.ipynb #05c027
 def check_bounds(wines: pd.DataFrame, # Validated wines
@@ -222,7 +233,7 @@ class BulkHistogram:
 
 # %% ../nbs/05_serve.ipynb #05c038
 class ServiceMetrics:
-    "The Prometheus metrics of one app, in their own registry."
+    "The Prometheus metrics of one app, in their own registry; it also collects the prediction log's and drift's metrics."
     def __init__(self):
         self.registry = CollectorRegistry()
         self.requests = Counter("wine_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry)
@@ -231,6 +242,10 @@ class ServiceMetrics:
         self.quality, self._grades = Counter("wine_predicted_quality", "Predicted grades", ["quality"], registry=self.registry), {}
         self.confidence = BulkHistogram("wine_prediction_confidence", "Probability of the predicted grade",
                                         (.2, .3, .4, .5, .6, .7, .8, .9, .95, 1), self.registry)
+        self.refused = Counter("wine_predictions_refused", "Predictions answered 503: the prediction log could not be written", registry=self.registry)
+        self.unlogged = Counter("wine_predictions_unlogged", "Predictions answered without a log row (log_policy best_effort)", registry=self.registry)
+        self.log, self.drift = None, None  # set by `create_app`; read at each scrape by `collect`
+        self.registry.register(self)
 
     def record_predictions(self, quality: np.ndarray, confidence: np.ndarray):
         "Count predicted grades and observe each prediction's confidence."
@@ -246,6 +261,27 @@ class ServiceMetrics:
         if quality not in self._grades: self._grades[quality] = self.quality.labels(str(quality))
         return self._grades[quality]
 
+    def collect(self):
+        "Prediction-log and drift metrics, read at scrape time from the app's log and its latest drift report."
+        if self.log is not None:
+            status = self.log.status()
+            yield GaugeMetricFamily("wine_prediction_log_up", "1 if the last write to the prediction log succeeded, else 0", value=int(status["ok"]))
+            yield CounterMetricFamily("wine_prediction_log_rows", "Rows committed to the prediction log by this process", value=status["rows_written"])
+            failures = CounterMetricFamily("wine_prediction_log_failures", "Failed writes to the prediction log, by cause", labels=["reason"])
+            for reason, n in status["failures"].items(): failures.add_metric([reason], n)
+            yield failures
+        report = self.drift.report if self.drift is not None else None
+        if report is None: return
+        verdict = DRIFT_STATUSES.index(report["verdict"]) if report["verdict"] in DRIFT_STATUSES else -1
+        yield GaugeMetricFamily("wine_drift_verdict", "Drift verdict of the last window: -1 insufficient data, 0 ok, 1 warn, 2 drift", value=verdict)
+        yield GaugeMetricFamily("wine_drift_window_rows", "Predictions in the last drift window", value=report["window"]["rows"])
+        for name, key, text in (("wine_drift_psi", "psi", "Population stability index of each measurement, window against training"),
+                                ("wine_drift_ks_statistic", "ks_statistic", "Two-sample KS statistic of each measurement"),
+                                ("wine_drift_status", "status", "Drift status of each measurement: 0 ok, 1 warn, 2 drift")):
+            family = GaugeMetricFamily(name, text, labels=["feature"])
+            for row in report["features"]: family.add_metric([row["feature"]], DRIFT_STATUSES.index(row[key]) if key == "status" else row[key])
+            yield family
+
     def exposition(self) -> bytes:
         "The metrics in Prometheus' text format."
         return generate_latest(self.registry)
@@ -257,6 +293,7 @@ class Prediction(BaseModel):
     expected_quality: float # Probability-weighted mean grade
     probabilities: dict[str, float] # Probability of each grade
     model_id: str
+    prediction_id: int|None = None # Row of the prediction log; null when the log is off or skipped it (best_effort)
 
 class BatchPrediction(BaseModel):
     "Predictions for many wines, column by column (row i of each list belongs to wine i)."
@@ -266,6 +303,7 @@ class BatchPrediction(BaseModel):
     quality: list[int]
     expected_quality: list[float]
     probabilities: list[list[float]] # One row per wine, one column per grade of `classes`
+    prediction_ids: list[int]|None = None # Rows of the prediction log, one per wine; null when not logged
 
 def _batch_openapi(wine: dict, limit: int) -> dict:
     "JSON schema of a batch: 1 to `limit` objects of the schema `wine`, under the key `wines`."
@@ -350,54 +388,111 @@ class MeasureRequests:
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
 
 # %% ../nbs/05_serve.ipynb #05c046
-def _batch_result(model: ServingModel, metrics: ServiceMetrics, proba: np.ndarray) -> Response:
+def _log_unavailable(error: PredictionLogError) -> JSONResponse:
+    "503 for a prediction that was computed but could not be logged (log_policy require)."
+    return JSONResponse({"detail": f"prediction not served: {error}; see GET /health"}, 503, headers={"Retry-After": "1"})
+
+def _recorder(log: PredictionLog|None, policy: str, metrics: ServiceMetrics):
+    "A function logging rows per `policy`: their ids, or None when the log is off or skipped them; raises when `require`d."
+    def record(rows: list) -> list|None:
+        if log is None: return None
+        try: return log.record(rows)
+        except PredictionLogError:
+            if policy == "require": metrics.refused.inc(len(rows)); raise
+            metrics.unlogged.inc(len(rows))
+            return None
+    return record
+
+def _batch_result(model: ServingModel, metrics: ServiceMetrics, record, features: np.ndarray, is_red: np.ndarray, started: float) -> Response:
+    "Score, log and answer a validated batch."
+    proba = model.proba(features, is_red)
+    try: ids = record(log_rows(model.model_id, features, is_red, proba, model.classes, (time.perf_counter() - started) * 1000))
+    except PredictionLogError as e: return _log_unavailable(e)
     quality = model.classes[proba.argmax(1)]
     metrics.record_predictions(quality, proba.max(1))
     body = dict(model_id=model.model_id, n=len(proba), classes=model.classes, quality=quality,
-                expected_quality=proba @ model.classes, probabilities=proba)
+                expected_quality=proba @ model.classes, probabilities=proba, prediction_ids=ids)
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
-def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, batch_limit: int):
+def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, record, batch_limit: int):
     "POST /predict, /predict/batch and /predict/batch/csv."
     Wine = wine_schema(model.bounds)
     classes = model.classes.tolist()
     keys = [str(c) for c in classes]
 
-    @app.post("/predict", response_model=Prediction, summary="Predict the quality of one wine", openapi_extra=_body_openapi(Wine.model_json_schema()))
+    @app.post("/predict", response_model=Prediction, summary="Predict the quality of one wine", openapi_extra=_body_openapi(Wine.model_json_schema()),
+              responses={503: {"description": "The prediction log cannot be written (log_policy require)"}})
     async def predict(request: Request) -> Response:
+        started = time.perf_counter()
         try: wine = Wine.model_validate_json(await request.body())
         except ValidationError as e: return _unprocessable(e.errors(include_url=False, include_input=False, include_context=False))
-        proba = model.proba(np.array([[getattr(wine, f) for f in FEATURES]]), np.array([wine.wine == "red"]))[0].tolist()
+        values = [getattr(wine, f) for f in FEATURES]
+        proba = model.proba(np.array([values]), np.array([wine.wine == "red"]))[0].tolist()
         best = max(range(len(proba)), key=proba.__getitem__)
+        expected = sum(c * p for c, p in zip(classes, proba))
+        try: ids = record([(time.time(), model.model_id, wine.wine, *values, classes[best], expected, *proba, (time.perf_counter() - started) * 1000)])
+        except PredictionLogError as e: return _log_unavailable(e)
         metrics.record_one(classes[best], proba[best])
-        body = dict(quality=classes[best], expected_quality=sum(c * p for c, p in zip(classes, proba)),
-                    probabilities=dict(zip(keys, proba)), model_id=model.model_id)
+        body = dict(quality=classes[best], expected_quality=expected, probabilities=dict(zip(keys, proba)), model_id=model.model_id,
+                    prediction_id=ids[0] if ids else None)
         return Response(orjson.dumps(body), media_type="application/json")
 
     @app.post("/predict/batch", response_model=BatchPrediction, summary=f"Predict up to {batch_limit} wines (JSON)",
-              openapi_extra=_body_openapi(_batch_openapi(Wine.model_json_schema(), batch_limit)))
+              openapi_extra=_body_openapi(_batch_openapi(Wine.model_json_schema(), batch_limit)),
+              responses={503: {"description": "The prediction log cannot be written (log_policy require)"}})
     async def predict_batch(request: Request) -> Response:
-        body = await request.body()
+        started, body = time.perf_counter(), await request.body()
         try: features, is_red = await run_in_threadpool(parse_batch, body, model.bounds, batch_limit)
         except BatchError as e: return _unprocessable([{"loc": e.loc, "msg": str(e), "type": "value_error"}], e.status)
-        return await run_in_threadpool(lambda: _batch_result(model, metrics, model.proba(features, is_red)))
+        return await run_in_threadpool(_batch_result, model, metrics, record, features, is_red, started)
 
-    @app.post("/predict/batch/csv", response_model=BatchPrediction, summary=f"Predict up to {batch_limit} wines (UCI CSV upload)")
+    @app.post("/predict/batch/csv", response_model=BatchPrediction, summary=f"Predict up to {batch_limit} wines (UCI CSV upload)",
+              responses={503: {"description": "The prediction log cannot be written (log_policy require)"}})
     def predict_csv(file: UploadFile = File(description="UCI-format CSV, ';'-separated"),
                     wine: Literal[WINE_TYPES] | None = Query(None, description="wine type of every row, if the file has no 'wine' column")) -> Response:
+        started = time.perf_counter()
         try:
             raw = read_wines_csv(file.file, wine, file.filename or "upload")
             if len(raw) > batch_limit: raise HTTPException(413, f"{len(raw)} wines in the file; at most {batch_limit} per request")
             wines = validate_wines(raw, model.bounds, file.filename or "upload")
         except WineDataError as e: raise HTTPException(422, str(e)) from None
-        return _batch_result(model, metrics, model.proba(wines[FEATURES].to_numpy(), (wines["wine"] == "red").to_numpy()))
+        return _batch_result(model, metrics, record, wines[FEATURES].to_numpy(), (wines["wine"] == "red").to_numpy(), started)
 
 # %% ../nbs/05_serve.ipynb #05c047
-def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics):
-    "GET /, /health, /model and /metrics."
-    @app.get("/health", summary="Readiness and the model served")
+class DriftMonitor:
+    "Drift reports of the served model against its training rows, read from the prediction log; keeps the latest default one for /metrics."
+    def __init__(self,
+                 model: ServingModel, # The served model (its training rows are the reference)
+                 db: Path, # The prediction log
+                 every: float = 60, # Seconds a default report stays fresh for /metrics
+                 last: int = 1000, # Default window: the newest predictions of the model
+                ):
+        self.model, self.db, self.every, self.last, self.report, self._at = model, Path(db), every, last, None, None
+
+    def compute(self, last: int|None = None, # Newest predictions to compare; `self.last` if None
+                wine: str|None = None, # Only 'red' or 'white' wines, each against its own training rows
+               ) -> dict:
+        "A drift report of the newest logged predictions of the served model (see `drift_report`)."
+        rows, quality = self.model.reference()
+        if wine is not None: keep = (rows.wine == wine).to_numpy(); rows, quality = rows[keep], quality[keep]
+        report = drift_report(rows, quality, read_log(self.db, self.model.model_id, last or self.last, wine))
+        if last in (None, self.last) and wine is None: self.report, self._at = report, time.monotonic()
+        return report
+
+    def refresh(self):
+        "Recompute the default report when it is older than `every` seconds; on failure keep the previous one and log why."
+        if self._at is not None and time.monotonic() - self._at < self.every: return
+        self._at = time.monotonic()
+        try: self.compute()
+        except (BundleError, FileNotFoundError, sqlite3.Error) as e: _logger.warning("drift report not refreshed: %s", e)
+
+def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, log: PredictionLog|None, drift: DriftMonitor|None):
+    "GET /, /health, /model, /drift and /metrics."
+    @app.get("/health", summary="Readiness, the model served and the state of the prediction log")
     async def health() -> dict:
-        return dict(status="ready", model_id=model.model_id, backend=model.backend, package_version=wine_nb.__version__)
+        logged = dict(enabled=False) if log is None else dict(enabled=True, **log.status())
+        return dict(status="ready" if log is None or logged["ok"] else "degraded", model_id=model.model_id, backend=model.backend,
+                    package_version=wine_nb.__version__, prediction_log=logged)
 
     @app.get("/model", summary="The model's metadata and the accepted range of each measurement")
     async def model_info() -> dict:
@@ -405,8 +500,19 @@ def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics)
         return dict(model_id=model.model_id, backend=model.backend, input_margin=model.margin, accepted_ranges=model.bounds,
                     batch_limit=BATCH_LIMIT, **{k: model.metadata.get(k) for k in keys})
 
+    @app.get("/drift", summary="Drift of the newest logged inputs against the model's training wines",
+             responses={409: {"description": "The run folder has no training reference"}, 503: {"description": "The prediction log is off or unreadable"}})
+    async def drift_route(last: int = Query(1000, ge=1, le=100_000, description="newest predictions of the served model to compare"),
+                          wine: Literal[WINE_TYPES] | None = Query(None, description="compare only this wine type with its own training rows")) -> dict:
+        if drift is None: raise HTTPException(503, "the prediction log is off (wine_serve --log_db off): there is nothing to compare")
+        try: return await run_in_threadpool(drift.compute, last, wine)
+        except BundleError as e: raise HTTPException(409, str(e)) from None
+        except (FileNotFoundError, sqlite3.Error) as e: raise HTTPException(503, f"cannot read the prediction log: {e}") from None
+
     @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response: return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus() -> Response:
+        if drift is not None: await run_in_threadpool(drift.refresh)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page() -> HTMLResponse: return HTMLResponse(page_html(model))
@@ -487,18 +593,25 @@ def create_app(model_path: str|Path, # Run folder, its bundle.json, or a registr
                backend: str = "torch", # 'torch' or 'onnx'
                margin: float = INPUT_MARGIN, # See `input_bounds`
                batch_limit: int = BATCH_LIMIT, # Most wines per batch request
+               log_db: str|Path|None = None, # Prediction log (SQLite): `default_log_path()` if None, no log if 'off'
+               log_policy: str = "require", # 'require': 503 when a prediction cannot be logged; 'best_effort': answer anyway
+               drift_every: float = 60, # Seconds between drift recomputations for /metrics
               ) -> FastAPI:
     "The prediction service for one run folder; raises `BundleError` if the folder cannot be served."
+    if log_policy not in LOG_POLICIES: raise ValueError(f"log_policy must be one of {LOG_POLICIES}, not {log_policy!r}")
     model = ServingModel(model_path, backend, margin)
     app = FastAPI(title="wine_nb", version=wine_nb.__version__,
                   description="Predict the quality (3..9) of a vinho verde wine from eleven lab measurements.")
     metrics = ServiceMetrics()
-    app.state.model, app.state.metrics = model, metrics
+    log = None if str(log_db) == "off" else PredictionLog(default_log_path() if log_db is None else log_db)
+    drift = None if log is None else DriftMonitor(model, log.path, drift_every)
+    metrics.log, metrics.drift = log, drift
+    app.state.model, app.state.metrics, app.state.log, app.state.drift = model, metrics, log, drift
     app.add_middleware(MeasureRequests, metrics=metrics)
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    _add_prediction_routes(app, model, metrics, batch_limit)
-    _add_info_routes(app, model, metrics)
-    _logger.info("serving %s (%s backend)", model.model_id, backend)
+    _add_prediction_routes(app, model, metrics, _recorder(log, log_policy, metrics), batch_limit)
+    _add_info_routes(app, model, metrics, log, drift)
+    _logger.info("serving %s (%s backend), prediction log %s", model.model_id, backend, log.path if log else "off")
     return app
 
 # %% ../nbs/05_serve.ipynb #05c057
@@ -508,10 +621,12 @@ def wine_serve(model: str = "runs/default", # Run folder (or its bundle.json) or
                port: int = 8000, # TCP port
                backend: str = "torch", # 'torch' or 'onnx'
                log_level: str = "warning", # uvicorn's log level
+               log_db: str = None, # Prediction log (SQLite): $WINE_NB_PREDICTION_LOG or logs/predictions.sqlite if not given; 'off' for none
+               log_policy: str = "require", # 'require': answer 503 when a prediction cannot be logged; 'best_effort': answer it anyway
               ):
     "Serve a trained run folder over HTTP (FastAPI + uvicorn); refuse to start if it cannot be loaded."
     torch.set_num_threads(1)  # many tiny requests: threads would only contend; concurrency comes from the server
-    try: app = create_app(model, backend)
+    try: app = create_app(model, backend, log_db=log_db, log_policy=log_policy)
     except (BundleError, RegistryError, ValueError) as e: raise SystemExit(f"wine_serve: error: cannot serve {model}: {e}") from None
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
