@@ -430,7 +430,8 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
         proba = model.proba(np.array([values]), np.array([wine.wine == "red"]))[0].tolist()
         best = max(range(len(proba)), key=proba.__getitem__)
         expected = sum(c * p for c, p in zip(classes, proba))
-        try: ids = record([(time.time(), model.model_id, wine.wine, *values, classes[best], expected, *proba, (time.perf_counter() - started) * 1000)])
+        row = (time.time(), model.model_id, wine.wine, *values, classes[best], expected, *proba, (time.perf_counter() - started) * 1000)
+        try: ids = record([row])  # committed before the answer leaves
         except PredictionLogError as e: return _log_unavailable(e)
         metrics.record_one(classes[best], proba[best])
         body = dict(quality=classes[best], expected_quality=expected, probabilities=dict(zip(keys, proba)), model_id=model.model_id,
