@@ -3,7 +3,7 @@
 Prints the results table (mean ± 95% half-width over repeats, with the paper's published rows) and, as its last line,
 the MLP's accuracy at T=0.5 for red and white under both protocols. Writes results.csv and results.md to --out.
 
-    python benchmarks/cortez.py [--repeats 10] [--k 5] [--models mean,linear,svr,rf,rf_classifier,hgb,mlp] [--out runs/cortez]
+    python benchmarks/cortez.py [--repeats 10] [--k 5] [--models mean,linear,svr,rf,rf_classifier,hgb,mlp,mlp_first] [--workers 2] [--out runs/cortez]
 """
 import argparse
 import time
@@ -21,11 +21,12 @@ def main():
     parser.add_argument("--wines", default="red,white")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/cortez")
+    parser.add_argument("--workers", type=int, default=1, help="processes, one (wine, protocol) part each at a time")
     args = parser.parse_args()
     models = {name: MODELS[name] for name in args.models.split(",")}
     if "mlp" not in models: parser.error("--models must include mlp (its figures are the last line)")
     started = time.perf_counter()
-    results = run_benchmark(models, tuple(args.wines.split(",")), PROTOCOLS, args.k, args.repeats, args.seed)
+    results = run_benchmark(models, tuple(args.wines.split(",")), PROTOCOLS, args.k, args.repeats, args.seed, workers=args.workers)
     table = results_table(results)
     write_atomic(Path(args.out)/"results.csv", results.to_csv(index=False).encode())
     write_atomic(Path(args.out)/"results.md", markdown_table(table).encode())
