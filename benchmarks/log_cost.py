@@ -16,22 +16,18 @@ Two loads, because they answer different questions:
 
     python benchmarks/log_cost.py [--model runs/default] [--rate 1000] [--seconds 5] [--requests 2000] [--rounds 5]
 """
-import asyncio
 import argparse
+import asyncio
 import json
 import sqlite3
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
-import time
+from serve_speed import accepted_wines, batch_request, http_request, measure, median_of, model_to_serve, read_response, start_server
 
-from serve_speed import http_request, measure, median_of, read_response, start_server
-
-from wine_nb.data import FEATURES, load_wine
-from wine_nb.serve import TYPICAL_WINES, input_bounds
-from wine_nb.tracking import project_root, read_bundle
-from wine_nb.train import TrainConfig, run_training
+from wine_nb.serve import TYPICAL_WINES
 
 
 async def paced(port: int, request: bytes, rate: float, seconds: float, connections: int = 8) -> np.ndarray:
@@ -64,17 +60,10 @@ def main():
     parser.add_argument("--connections", type=int, default=4, help="concurrent keep-alive connections")
     parser.add_argument("--batch_requests", type=int, default=10, help="requests of 10,000 wines per batch measurement")
     args = parser.parse_args()
-    model = Path(args.model) if args.model else project_root()/"runs"/"default"
-    if not (model/"bundle.json").exists():
-        if args.model: raise SystemExit(f"{model} holds no finished run")
-        model = Path(tempfile.mkdtemp(prefix="log_cost_"))/"run"
-        run_training(TrainConfig(epochs=5, wandb_mode="disabled"), out_dir=model)
-    bounds = input_bounds(read_bundle(model)[0]["feature_ranges"])
-    wines = load_wine()
-    wines = wines[np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])].sample(10_000, replace=True, random_state=0)
+    model = model_to_serve(args.model, "log_cost_")
+    wines = accepted_wines(model)
     one = http_request("POST", "/predict", json.dumps(TYPICAL_WINES["red"]).encode())
-    batch = http_request("POST", "/predict/batch", json.dumps({"wines": [
-        {**{f: float(v) for f, v in zip(FEATURES, row[:-1])}, "wine": row[-1]} for row in wines[FEATURES + ["wine"]].itertuples(index=False)]}).encode())
+    batch = batch_request(wines)
     db = Path(tempfile.mkdtemp(prefix="log_cost_db_"))/"predictions.sqlite"
     servers, rounds, batches, pace = {}, {"off": [], "on": []}, {}, {"off": [], "on": []}
     try:

@@ -109,6 +109,29 @@ def median_of(rounds: list) -> dict:
     return {k: float(np.median([r[k] for r in rounds])) for k in rounds[0]}
 
 
+def model_to_serve(given: str | None, prefix: str) -> Path:
+    "The run folder to serve: `given`, else runs/default, else a 5-epoch model trained into a temporary folder."
+    model = Path(given) if given else project_root()/"runs"/"default"
+    if not (model/"bundle.json").exists():
+        if given: raise SystemExit(f"{model} holds no finished run")
+        model = Path(tempfile.mkdtemp(prefix=prefix))/"run"
+        run_training(TrainConfig(epochs=5, wandb_mode="disabled"), out_dir=model)
+    return model
+
+
+def accepted_wines(model: Path, n: int = 10_000):
+    "`n` UCI wines, drawn with replacement from those the service of `model` accepts."
+    bounds = input_bounds(read_bundle(model)[0]["feature_ranges"])
+    wines = load_wine()
+    return wines[np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])].sample(n, replace=True, random_state=0)
+
+
+def batch_request(wines) -> bytes:
+    "POST /predict/batch with `wines` as JSON."
+    rows = [{**{f: float(v) for f, v in zip(FEATURES, row[:-1])}, "wine": row[-1]} for row in wines[FEATURES + ["wine"]].itertuples(index=False)]
+    return http_request("POST", "/predict/batch", json.dumps({"wines": rows}).encode())
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="run folder to serve (default: runs/default, else a quick model)")
@@ -117,18 +140,10 @@ def main():
     parser.add_argument("--connections", type=int, default=4, help="concurrent keep-alive connections")
     parser.add_argument("--batch_requests", type=int, default=20, help="requests of 10,000 wines per batch measurement")
     args = parser.parse_args()
-    model = Path(args.model) if args.model else project_root()/"runs"/"default"
-    if not (model/"bundle.json").exists():
-        if args.model: raise SystemExit(f"{model} holds no finished run")
-        model = Path(tempfile.mkdtemp(prefix="serve_speed_"))/"run"
-        run_training(TrainConfig(epochs=5, wandb_mode="disabled"), out_dir=model)
-    bounds = input_bounds(read_bundle(model)[0]["feature_ranges"])
-    wines = load_wine()
-    accepted = np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])
-    wines = wines[accepted].sample(10_000, replace=True, random_state=0)  # the UCI wines the service accepts
+    model = model_to_serve(args.model, "serve_speed_")
+    wines = accepted_wines(model)
     one = http_request("POST", "/predict", json.dumps(TYPICAL_WINES["red"]).encode())
-    batch = http_request("POST", "/predict/batch", json.dumps({"wines": [
-        {**{f: float(v) for f, v in zip(FEATURES, row[:-1])}, "wine": row[-1]} for row in wines[FEATURES + ["wine"]].itertuples(index=False)]}).encode())
+    batch = batch_request(wines)
     csv_text = wines[FEATURES + ["wine"]].to_csv(sep=";", index=False)
     boundary = "wineboundary"
     form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"wines.csv\"\r\nContent-Type: text/csv\r\n\r\n"
