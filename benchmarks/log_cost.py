@@ -65,13 +65,14 @@ def main():
     one = http_request("POST", "/predict", json.dumps(TYPICAL_WINES["red"]).encode())
     batch = batch_request(wines)
     db = Path(tempfile.mkdtemp(prefix="log_cost_db_"))/"predictions.sqlite"
-    servers, rounds, batches, pace = {}, {"off": [], "on": []}, {}, {"off": [], "on": []}
+    servers, rounds, batches, pace, paced_sent = {}, {"off": [], "on": []}, {}, {"off": [], "on": []}, 0
     try:
         servers["off"] = start_server(model, args.backend, ("--log_db", "off"))
         servers["on"] = start_server(model, args.backend, ("--log_db", db))
         for _ in range(args.rounds):
             for name in ("off", "on"):
                 latencies = asyncio.run(paced(servers[name][1], one, args.rate, args.seconds))
+                paced_sent += len(latencies) if name == "on" else 0
                 pace[name].append(dict(p50=np.percentile(latencies, 50) * 1e3, p95=np.percentile(latencies, 95) * 1e3, p99=np.percentile(latencies, 99) * 1e3))
                 rounds[name].append(measure(servers[name], one, args.requests, args.connections))
         for name in ("off", "on"):
@@ -80,8 +81,7 @@ def main():
     finally:
         for proc, _ in servers.values(): proc.terminate(); proc.wait(10)
     with sqlite3.connect(db) as connection: logged = connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    paced_requests = int(args.seconds * args.rate / 8) * 8
-    answered = args.rounds * (args.requests + 200 + paced_requests) + (args.batch_requests + 2) * len(wines)  # measure() warms up with 200 (batches: 2)
+    answered = paced_sent + args.rounds * (args.requests + 200) + (args.batch_requests + 2) * len(wines)  # measure() warms up with 200 (batches: 2)
     print(f"model {model}, {args.backend} backend; {args.rounds} interleaved rounds, each: {args.seconds:g} s paced at {args.rate:g} requests/s "
           f"over 8 connections, then {args.requests} requests back to back over {args.connections} connections")
     print(f"{'POST /predict, paced':<22} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['PROBABILITY_COLUMNS', 'LOG_COLUMNS', 'LOG_ENV', 'LOG_POLICIES', 'DRIFT_THRESHOLDS', 'DRIFT_STATUSES', 'SHIFTS',
-           'default_log_path', 'PredictionLogError', 'PredictionLog', 'log_rows', 'read_log', 'training_reference',
-           'served_model_id', 'psi', 'drift_report', 'plot_drift', 'drift_markdown', 'drift_html', 'wine_drift',
-           'shift_wines', 'robustness_table', 'plot_robustness', 'transfer_table']
+           'default_log_path', 'PredictionLogError', 'PredictionLog', 'log_row', 'log_rows', 'read_log',
+           'training_reference', 'served_model_id', 'psi', 'drift_report', 'plot_drift', 'drift_markdown', 'drift_html',
+           'wine_drift', 'shift_wines', 'robustness_table', 'plot_robustness', 'transfer_table']
 
 # %% ../nbs/08_monitor.ipynb #08c003
 import base64
@@ -29,7 +29,7 @@ from scipy import stats
 
 from .data import FEATURES, QUALITY_CLASSES, TARGET, WINE_TYPES, file_sha256, load_wine, split_wines, write_atomic
 from .tracking import BundleError, RegistryError, locate_run, project_root, read_bundle
-from .train import TrainConfig, WinePredictor, load_bundle, quality_metrics, run_training
+from .train import TrainConfig, WinePredictor, load_bundle, quality_metrics, run_training, save_figure
 
 # %% ../nbs/08_monitor.ipynb #08c008
 PROBABILITY_COLUMNS = [f"p_{c}" for c in QUALITY_CLASSES]
@@ -114,12 +114,20 @@ class PredictionLog:
         "What `/health` shows: path, ok, rows written by this process, the current error, failures by cause."
         return dict(path=str(self.path), ok=self.error is None, rows_written=self.rows, error=self.error, failures=dict(self.failures))
 
-    def close(self):
-        "Close the connection (rows are already committed)."
-        with self._lock:
-            if self._connection is not None: self._connection.close(); self._connection = None
 
 # %% ../nbs/08_monitor.ipynb #08c013
+def log_row(model_id: str, # Id of the model that made the prediction
+            wine: str, # 'red' or 'white'
+            features: list, # The 11 measurements, in `FEATURES` order
+            quality: int, # Predicted grade
+            expected: float, # Expected grade
+            proba: list, # Probability of each grade, in `QUALITY_CLASSES` order
+            latency_ms: float, # Time the prediction took
+            ts: float|None = None, # Timestamp (Unix seconds); now if None
+           ) -> tuple: # `LOG_COLUMNS` but the id, for `PredictionLog.record`
+    "One prediction as a log row (plain Python values: `/predict` calls this on every request)."
+    return (time.time() if ts is None else ts, model_id, wine, *features, quality, expected, *proba, latency_ms)
+
 def log_rows(model_id: str, # Id of the model that made the predictions
              features: np.ndarray, # Measurements, rows × 11 in `FEATURES` order
              is_red: np.ndarray, # True for red wines
@@ -132,7 +140,7 @@ def log_rows(model_id: str, # Id of the model that made the predictions
     ts, classes = time.time() if ts is None else ts, np.asarray(classes)
     quality, expected = classes[proba.argmax(1)].tolist(), (proba @ classes).tolist()
     wine = np.where(is_red, "red", "white").tolist()
-    return [(ts, model_id, w, *f, q, e, *p, latency_ms) for w, f, q, e, p in zip(wine, features.tolist(), quality, expected, proba.tolist())]
+    return [log_row(model_id, w, f, q, e, p, latency_ms, ts) for w, f, q, e, p in zip(wine, features.tolist(), quality, expected, proba.tolist())]
 
 # %% ../nbs/08_monitor.ipynb #08c020
 def read_log(db: str|Path, # Database file written by `PredictionLog`
@@ -328,10 +336,7 @@ def wine_drift(db: str = None, # Prediction log (SQLite); $WINE_NB_PREDICTION_LO
     figure = plot_drift(reference, reference_quality, window, report) if len(window) else None
     if out.suffix == ".html": write_atomic(out, drift_html(report, model_id, figure).encode())
     else:
-        image = None
-        if figure is not None:
-            buffer = io.BytesIO(); figure.savefig(buffer, format="png", dpi=90); plt.close(figure)
-            image = write_atomic(out.with_suffix(".png"), buffer.getvalue()).name
+        image = save_figure(figure, out.with_suffix(".png")).name if figure is not None else None
         write_atomic(out, drift_markdown(report, model_id, image).encode())
     print(f"{out}: verdict {report['verdict']} ({report['window']['rows']} predictions of {model_id})")
     if fail_on and report["verdict"] in DRIFT_STATUSES and DRIFT_STATUSES.index(report["verdict"]) >= DRIFT_STATUSES.index(fail_on):

@@ -39,8 +39,8 @@ from torch import nn
 
 import wine_nb
 from .data import FEATURES, MODEL_INPUTS, WINE_TYPES, WineDataError, snake_case_columns, validate_features, write_atomic
-from .monitor import (DRIFT_STATUSES, LOG_POLICIES, PredictionLog, PredictionLogError, default_log_path, drift_report, log_rows,
-                             read_log, served_model_id, training_reference)
+from .monitor import (DRIFT_STATUSES, LOG_POLICIES, PredictionLog, PredictionLogError, default_log_path, drift_report, log_row,
+                             log_rows, read_log, served_model_id, training_reference)
 from .tracking import BundleError, RegistryError, bundle_folder, locate_run
 from .train import WinePredictor, load_bundle
 
@@ -430,7 +430,7 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
         proba = model.proba(np.array([values]), np.array([wine.wine == "red"]))[0].tolist()
         best = max(range(len(proba)), key=proba.__getitem__)
         expected = sum(c * p for c, p in zip(classes, proba))
-        row = (time.time(), model.model_id, wine.wine, *values, classes[best], expected, *proba, (time.perf_counter() - started) * 1000)
+        row = log_row(model.model_id, wine.wine, values, classes[best], expected, proba, (time.perf_counter() - started) * 1000)
         try: ids = record([row])  # committed before the answer leaves
         except PredictionLogError as e: return _log_unavailable(e)
         metrics.record_one(classes[best], proba[best])
