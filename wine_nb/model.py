@@ -48,28 +48,31 @@ class PiecewiseLinear(nn.Module):
 
 # %% ../nbs/01_model.ipynb #01c007c
 class WineMLP(nn.Module):
-    "Multi-layer perceptron: an optional piecewise-linear encoding, Linear → ReLU → Dropout per hidden layer, one logit per grade."
+    "Multi-layer perceptron: an optional piecewise-linear encoding, Linear → ReLU → Dropout per hidden layer, one logit per grade (÷ temperature in eval mode)."
     def __init__(self,
                  n_inputs: int = 12, # Number of input features (11 measurements + is_red)
                  n_classes: int = 7, # Number of quality grades predicted (3..9)
                  hidden: tuple = (64, 32), # Width of each hidden layer
                  dropout: float = 0.1, # Dropout probability after each hidden layer
                  bins: int = 0, # Bins of the piecewise-linear encoding of the measurements; 0 for none
+                 temperature: float = 1.0, # Logits are divided by it in evaluation mode; below 1 sharpens the probabilities
                 ):
         super().__init__()
         if not 0 <= dropout < 1: raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if bins < 0: raise ValueError(f"bins must be 0 (no encoding) or positive, got {bins}")
+        if not temperature > 0: raise ValueError(f"temperature must be positive, got {temperature}")
         self.encoding = PiecewiseLinear(n_inputs - 1, bins) if bins else None
         widths = (n_inputs + (n_inputs - 1) * bins, *parse_hidden(hidden))
         self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.output = nn.Linear(widths[-1], n_classes)
-        self.dropout = dropout
+        self.dropout, self.temperature = dropout, float(temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Logits of shape (batch, n_classes) for inputs of shape (batch, n_inputs)."
+        "Logits of shape (batch, n_classes) for inputs of shape (batch, n_inputs); divided by the temperature in eval mode."
         if self.encoding is not None: x = self.encoding(x)
         for layer in self.hidden: x = nn.functional.dropout(torch.relu(layer(x)), self.dropout, self.training)
-        return self.output(x)
+        logits = self.output(x)
+        return logits if self.training or self.temperature == 1 else logits / self.temperature
 
 # %% ../nbs/01_model.ipynb #01c008
 def count_parameters(model: nn.Module, # Any PyTorch model

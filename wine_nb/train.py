@@ -55,6 +55,7 @@ class TrainConfig:
     bins: int = 16 # Bins of the piecewise-linear encoding of each measurement; 0 for plain standardised inputs
     label_smoothing: float = 0.1 # Share of each target spread evenly over all grades (training loss only)
     schedule: str = "cosine" # Learning rate: 'cosine' (from lr down to 0 over all steps) or 'constant'
+    temperature: float = 0.7 # The trained network's logits are divided by it; below 1 sharpens what label smoothing flattened
     seed: int = 42 # Seed of the split, the initial weights, the shuffling and dropout
     wine: str = "both" # 'red', 'white' or 'both' (one model with a wine-type input)
     split: str = "stratified" # 'stratified', or 'grouped' so identical wines never straddle two parts
@@ -70,6 +71,7 @@ class TrainConfig:
                   (self.batch_size >= 1, "batch_size must be at least 1"), (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
                   (self.weight_decay >= 0, "weight_decay must be non-negative"), (self.patience >= 0, "patience must be 0 (no early stopping) or more"),
                   (self.bins >= 0, "bins must be 0 (no encoding) or more"), (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+                  (self.temperature > 0, "temperature must be positive"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
                   (self.wine in WINE_TYPES + ("both",), "wine must be 'red', 'white' or 'both'"),
                   (self.split in SPLIT_MODES, f"split must be one of {SPLIT_MODES}"),
@@ -173,7 +175,7 @@ def build_model(cfg: TrainConfig, # Settings: hidden sizes, dropout, seed
                ) -> WineMLP:
     "A freshly initialised model for `cfg`, seeded so the same seed gives the same initial weights."
     torch.manual_seed(cfg.seed)
-    return WineMLP(len(MODEL_INPUTS), len(QUALITY_CLASSES), parse_hidden(cfg.hidden), cfg.dropout, cfg.bins)
+    return WineMLP(len(MODEL_INPUTS), len(QUALITY_CLASSES), parse_hidden(cfg.hidden), cfg.dropout, cfg.bins, cfg.temperature)
 
 # %% ../nbs/02_train.ipynb #02c020
 def confusion_matrix(true_quality, # True grades
@@ -308,7 +310,7 @@ def save_bundle(run_dir: Path, # Run folder (created if needed)
     bundle = dict(format=BUNDLE_FORMAT, package="wine_nb", package_version=wine_nb.__version__, torch_version=torch.__version__,
                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=asdict(cfg),
                   model=dict(n_inputs=len(MODEL_INPUTS), n_classes=len(QUALITY_CLASSES), hidden=cfg.hidden, dropout=cfg.dropout,
-                             bins=cfg.bins, parameters=count_parameters(model)),
+                             bins=cfg.bins, temperature=cfg.temperature, parameters=count_parameters(model)),
                   inputs=MODEL_INPUTS, features=FEATURES, wine_types=sorted(data.split.train.wine.unique().tolist()),
                   classes=QUALITY_CLASSES, scaler=data.scaler.to_dict(), feature_ranges=feature_ranges(data.split.train),
                   metrics=metrics, data=dict(sha256=data.data_sha256, split=data.split.mode, sizes=data.split.sizes()),
@@ -322,7 +324,8 @@ def load_bundle(path: str|Path, # Run folder or its bundle.json
     "Load a run folder into a `WinePredictor` (weights loaded with `weights_only=True`)."
     meta, folder = read_bundle(path)
     spec = meta["model"]
-    model = WineMLP(spec["n_inputs"], spec["n_classes"], parse_hidden(spec["hidden"]), spec["dropout"], spec.get("bins", 0))
+    model = WineMLP(spec["n_inputs"], spec["n_classes"], parse_hidden(spec["hidden"]), spec["dropout"], spec.get("bins", 0),
+                    spec.get("temperature", 1.0))  # bundles older than these settings used neither
     model.load_state_dict(torch.load(folder/meta["weights"]["file"], map_location="cpu", weights_only=True))
     return WinePredictor(model, Scaler.from_dict(meta["scaler"]), meta["classes"], meta)
 
@@ -396,6 +399,7 @@ def wine_train(lr: float = TrainConfig.lr, # Peak learning rate of AdamW
                bins: int = TrainConfig.bins, # Bins of the piecewise-linear encoding; 0 for none
                label_smoothing: float = TrainConfig.label_smoothing, # Label smoothing of the training loss
                schedule: str = TrainConfig.schedule, # 'cosine' or 'constant' learning rate
+               temperature: float = TrainConfig.temperature, # Divides the trained network's logits; below 1 sharpens
                seed: int = TrainConfig.seed, # Seed of split, weights, shuffling and dropout
                wine: str = TrainConfig.wine, # 'red', 'white' or 'both'
                split: str = TrainConfig.split, # 'stratified' or 'grouped'
@@ -409,7 +413,7 @@ def wine_train(lr: float = TrainConfig.lr, # Peak learning rate of AdamW
               ):
     "Train the wine-quality MLP and write a run folder (weights, bundle.json, plots)."
     options = dict(lr=lr, epochs=epochs, batch_size=batch_size, hidden=hidden, dropout=dropout, weight_decay=weight_decay, bins=bins,
-                   label_smoothing=label_smoothing, schedule=schedule, seed=seed, wine=wine, split=split, valid_frac=valid_frac,
+                   label_smoothing=label_smoothing, schedule=schedule, temperature=temperature, seed=seed, wine=wine, split=split, valid_frac=valid_frac,
                    test_frac=test_frac, patience=patience, wandb_mode=wandb_mode, wandb_project=wandb_project)
     try:
         result = run_training(TrainConfig(**options), data_dir, out_dir)
