@@ -3,7 +3,7 @@
 Prints the results table (mean ± 95% half-width over repeats, with the paper's published rows) and, as its last line,
 the MLP's accuracy at T=0.5 for red and white under both protocols. Writes results.csv and results.md to --out.
 
-    python benchmarks/cortez.py [--repeats 10] [--k 5] [--models mean,linear,svr,rf,rf_classifier,hgb,mlp,mlp_first] [--workers 2] [--out runs/cortez]
+    python benchmarks/cortez.py [--repeats 10] [--k 5] [--models mean,linear,svr,rf,rf_classifier,hgb,mlp,mlp_encoded,mlp_plain,mlp_first] [--workers 2] [--out runs/cortez]
 """
 import argparse
 import time

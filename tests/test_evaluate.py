@@ -15,6 +15,9 @@ def test_benchmark_notebook_writes_results(tmp_path):
     assert results["acc_0.5"].between(0, 1).all()
     mean_rows = results[results.model == "mean"]
     assert (results[results.model == "mlp"]["mad"].mean() < mean_rows["mad"].mean()), "the MLP should beat the mean predictor"
+    picks = results[results.model == "mlp"]["chosen"].str.split(",")
+    assert all(len(p) == 3 and set(p) <= {"encoded", "plain"} for p in picks), "one recipe picked per fold, recorded in results.csv"
+    assert mean_rows["chosen"].isna().all(), "models that pick nothing record nothing"
     table = (out/"results.md").read_text()
     assert table.startswith("| wine | protocol | model |") and "SVM (paper)" in table
 
