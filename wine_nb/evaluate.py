@@ -99,23 +99,19 @@ def predict_rf_classifier(train: pd.DataFrame, # Training wines of the fold
     forest = RandomForestClassifier(n_estimators=200, random_state=seed, n_jobs=1).fit(_inputs(train), train[TARGET].to_numpy())
     return forest.predict_proba(_inputs(test)) @ forest.classes_.astype(float)
 
-def _fit_predict_mlp(cfg: TrainConfig, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
-    "Train our MLP on `train` (15% of it held out for early stopping if `cfg.patience`); expected grade of each `test` wine."
-    if cfg.patience:
-        inner = split_wines(train, valid_frac=0.15, test_frac=0.05, seed=seed)
-        split = WineSplit(pd.concat([inner.train, inner.test]), inner.valid, test, "cv", seed)
-    else: split = WineSplit(train, train.iloc[:0], test, "cv", seed)  # no early stopping: every training wine trains
-    run_cfg = TrainConfig(**{**vars(cfg), "seed": seed, "wandb_mode": "disabled"})
-    data, model = prepare_split(split), build_model(run_cfg)
-    train_model(model, data, run_cfg)
-    return WinePredictor(model, data.scaler).predict(test)["expected_quality"].to_numpy()
-
 def mlp_predictor(cfg: TrainConfig|None = None, # MLP settings; epochs, hidden sizes, ... (wandb is never used here)
                  ):
-    "A model function training our MLP with `cfg` on the training fold; expected grade out."
+    "A model function training our MLP with `cfg` on the training fold (15% of it held out for early stopping if `cfg.patience`); expected grade out."
     cfg = cfg or TrainConfig()
     def predict(train: pd.DataFrame, test: pd.DataFrame, seed: int, protocol: str = "random") -> np.ndarray:
-        return _fit_predict_mlp(cfg, train, test, seed)
+        if cfg.patience:
+            inner = split_wines(train, valid_frac=0.15, test_frac=0.05, seed=seed)
+            split = WineSplit(pd.concat([inner.train, inner.test]), inner.valid, test, "cv", seed)
+        else: split = WineSplit(train, train.iloc[:0], test, "cv", seed)  # no early stopping: every training wine trains
+        run_cfg = TrainConfig(**{**vars(cfg), "seed": seed, "wandb_mode": "disabled"})
+        data, model = prepare_split(split), build_model(run_cfg)
+        train_model(model, data, run_cfg)
+        return WinePredictor(model, data.scaler).predict(test)["expected_quality"].to_numpy()
     return predict
 
 def selected_mlp(recipes: dict, # name → TrainConfig, the candidates
@@ -123,12 +119,13 @@ def selected_mlp(recipes: dict, # name → TrainConfig, the candidates
                 ):
     "A model function that picks, inside the training fold, the recipe with the best accuracy at T=0.5 (then MAD) in an inner cross-validation drawn with the outer protocol, and trains it on the whole fold."
     if not recipes: raise ValueError("selected_mlp needs at least one recipe")
+    fits = {name: mlp_predictor(cfg) for name, cfg in recipes.items()}
     def predict(train: pd.DataFrame, test: pd.DataFrame, seed: int, protocol: str = "random") -> np.ndarray:
         inner, truth = cv_folds(train, inner_k, 1, seed, protocol), train[TARGET].to_numpy()
-        scores = {name: quality_scores(truth, out_of_fold(train, mlp_predictor(cfg), inner, seed)) for name, cfg in recipes.items()}
+        scores = {name: quality_scores(truth, out_of_fold(train, fit, inner, seed)) for name, fit in fits.items()}
         best = max(scores, key=lambda name: (scores[name]["acc_0.5"], -scores[name]["mad"]))
         predict.choices.append(best)
-        return _fit_predict_mlp(recipes[best], train, test, seed)
+        return fits[best](train, test, seed)
     predict.choices = []  # the recipe picked in each fold, in order
     return predict
 
