@@ -211,4 +211,5 @@ d = { 'settings': { 'branch': 'main',
                                'wine_nb.train.split_metrics': ('train.html#split_metrics', 'wine_nb/train.py'),
                                'wine_nb.train.torch_threads': ('train.html#torch_threads', 'wine_nb/train.py'),
                                'wine_nb.train.train_model': ('train.html#train_model', 'wine_nb/train.py'),
+                               'wine_nb.train.training_loss': ('train.html#training_loss', 'wine_nb/train.py'),
                                'wine_nb.train.wine_train': ('train.html#wine_train', 'wine_nb/train.py')}}}

@@ -132,7 +132,7 @@ def selected_mlp(recipes: dict, # name → TrainConfig, the candidates
 # %% ../nbs/06_evaluate.ipynb #06c017
 FIRST_RECIPE = TrainConfig(hidden="64,32", dropout=0.1, weight_decay=1e-4, bins=0, label_smoothing=0.0, schedule="constant",
                            epochs=200, batch_size=64, patience=20, temperature=1.0)  # the project's first MLP, kept for comparison
-PLAIN_RECIPE = TrainConfig(bins=0, hidden="256,256", dropout=0.2, temperature=0.85)  # no encoding: for wines unlike the training ones
+PLAIN_RECIPE = TrainConfig(bins=0, hidden="256,256", dropout=0.2, mad_weight=1.0, temperature=1.0)  # no encoding: for wines unlike the training ones
 
 MODELS = {
     "mean": predict_mean,

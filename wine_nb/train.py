@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'REFERENCE_FILE', 'TrainConfig', 'PreparedData', 'prepare_split', 'prepare_data', 'evaluate_loss',
-           'torch_threads', 'train_model', 'build_model', 'confusion_matrix', 'quality_metrics', 'WinePredictor',
-           'evaluate_predictor', 'split_metrics', 'plot_learning_curves', 'plot_confusion', 'save_figure',
-           'feature_ranges', 'save_bundle', 'load_bundle', 'load_model', 'default_run_dir', 'RunResult', 'run_training',
-           'wine_train']
+           'torch_threads', 'train_model', 'training_loss', 'build_model', 'confusion_matrix', 'quality_metrics',
+           'WinePredictor', 'evaluate_predictor', 'split_metrics', 'plot_learning_curves', 'plot_confusion',
+           'save_figure', 'feature_ranges', 'save_bundle', 'load_bundle', 'load_model', 'default_run_dir', 'RunResult',
+           'run_training', 'wine_train']
 
 # %% ../nbs/02_train.ipynb #02c003
 import copy
@@ -54,6 +54,7 @@ class TrainConfig:
     weight_decay: float = 0.2 # AdamW's decoupled weight decay
     bins: int = 16 # Bins of the piecewise-linear encoding of each measurement; 0 for plain standardised inputs
     label_smoothing: float = 0.1 # Share of each target spread evenly over all grades (training loss only)
+    mad_weight: float = 0.0 # Weight of the expected grade's absolute error, added to the cross-entropy (training loss only)
     schedule: str = "cosine" # Learning rate: 'cosine' (from lr down to 0 over all steps) or 'constant'
     temperature: float = 0.7 # The trained network's logits are divided by it; below 1 sharpens what label smoothing flattened
     seed: int = 42 # Seed of the split, the initial weights, the shuffling and dropout
@@ -71,6 +72,7 @@ class TrainConfig:
                   (self.batch_size >= 1, "batch_size must be at least 1"), (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
                   (self.weight_decay >= 0, "weight_decay must be non-negative"), (self.patience >= 0, "patience must be 0 (no early stopping) or more"),
                   (self.bins >= 0, "bins must be 0 (no encoding) or more"), (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+                  (self.mad_weight >= 0, "mad_weight must be non-negative"),
                   (self.temperature > 0, "temperature must be positive"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
                   (self.wine in WINE_TYPES + ("both",), "wine must be 'red', 'white' or 'both'"),
@@ -139,6 +141,16 @@ def train_model(model: nn.Module, # Model to train, in place
     "Train with AdamW (cosine or constant learning rate); with `cfg.patience`, stop early on the validation loss and restore the best weights."
     with torch_threads(threads): return _train(model, data, cfg, on_epoch)
 
+def training_loss(logits: torch.Tensor, # A batch's logits, in training mode
+                  targets: torch.Tensor, # Their class indices
+                  cfg: TrainConfig, # label_smoothing, mad_weight
+                 ) -> torch.Tensor: # The mean loss of the batch
+    "Cross-entropy (with `cfg.label_smoothing`), plus `cfg.mad_weight` × the mean absolute error of the expected grade."
+    loss = nn.functional.cross_entropy(logits, targets, label_smoothing=cfg.label_smoothing)
+    if not cfg.mad_weight: return loss
+    expected = torch.softmax(logits, 1) @ torch.arange(logits.shape[1], dtype=logits.dtype)  # in class steps, which are grade steps
+    return loss + cfg.mad_weight * (expected - targets).abs().mean()
+
 def _train(model, data, cfg, on_epoch):
     (x_train, y_train), (x_valid, y_valid) = data.tensors["train"], data.tensors["valid"]
     if getattr(model, "encoding", None) is not None: model.encoding.fit(x_train)
@@ -154,7 +166,7 @@ def _train(model, data, cfg, on_epoch):
         x_epoch, y_epoch, total = x_train[order], y_train[order], torch.zeros(())
         for start in range(0, len(order), cfg.batch_size):
             xb, yb = x_epoch[start:start + cfg.batch_size], y_epoch[start:start + cfg.batch_size]
-            loss = nn.functional.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+            loss = training_loss(model(xb), yb, cfg)
             optimizer.zero_grad(); loss.backward(); optimizer.step()
             if scheduler is not None: scheduler.step()
             total += loss.detach() * len(yb)
@@ -257,7 +269,7 @@ def plot_learning_curves(history: pd.DataFrame, # One row per epoch, from `train
     ax_loss.plot(history.epoch, history.valid_loss, label="validation")
     best = history.loc[history.valid_loss.idxmin(), "epoch"]
     for ax in (ax_loss, ax_acc): ax.axvline(best, color="grey", ls="--", lw=0.8)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy", title="Loss"); ax_loss.legend()
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss"); ax_loss.legend()
     ax_acc.plot(history.epoch, history.valid_accuracy, color="C1")
     ax_acc.set(xlabel="epoch", ylabel="accuracy", title=f"Validation accuracy (best epoch {best})")
     fig.tight_layout()
@@ -398,6 +410,7 @@ def wine_train(lr: float = TrainConfig.lr, # Peak learning rate of AdamW
                weight_decay: float = TrainConfig.weight_decay, # AdamW's decoupled weight decay
                bins: int = TrainConfig.bins, # Bins of the piecewise-linear encoding; 0 for none
                label_smoothing: float = TrainConfig.label_smoothing, # Label smoothing of the training loss
+               mad_weight: float = TrainConfig.mad_weight, # Weight of the expected grade's absolute error in the training loss
                schedule: str = TrainConfig.schedule, # 'cosine' or 'constant' learning rate
                temperature: float = TrainConfig.temperature, # Divides the trained network's logits; below 1 sharpens
                seed: int = TrainConfig.seed, # Seed of split, weights, shuffling and dropout
@@ -413,7 +426,7 @@ def wine_train(lr: float = TrainConfig.lr, # Peak learning rate of AdamW
               ):
     "Train the wine-quality MLP and write a run folder (weights, bundle.json, plots)."
     options = dict(lr=lr, epochs=epochs, batch_size=batch_size, hidden=hidden, dropout=dropout, weight_decay=weight_decay, bins=bins,
-                   label_smoothing=label_smoothing, schedule=schedule, temperature=temperature, seed=seed, wine=wine, split=split, valid_frac=valid_frac,
+                   label_smoothing=label_smoothing, mad_weight=mad_weight, schedule=schedule, temperature=temperature, seed=seed, wine=wine, split=split, valid_frac=valid_frac,
                    test_frac=test_frac, patience=patience, wandb_mode=wandb_mode, wandb_project=wandb_project)
     try:
         result = run_training(TrainConfig(**options), data_dir, out_dir)
