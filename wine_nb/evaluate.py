@@ -122,10 +122,10 @@ def selected_mlp(recipes: dict, # name → TrainConfig, the candidates
     fits = {name: mlp_predictor(cfg) for name, cfg in recipes.items()}
     def predict(train: pd.DataFrame, test: pd.DataFrame, seed: int, protocol: str = "random") -> np.ndarray:
         inner, truth = cv_folds(train, inner_k, 1, seed, protocol), train[TARGET].to_numpy()
-        scores = {name: quality_scores(truth, out_of_fold(train, fit, inner, seed)) for name, fit in fits.items()}
+        scores = {name: quality_scores(truth, out_of_fold(train, fit, inner, seed, protocol)) for name, fit in fits.items()}
         best = max(scores, key=lambda name: (scores[name]["acc_0.5"], -scores[name]["mad"]))
         predict.choices.append(best)
-        return fits[best](train, test, seed)
+        return fits[best](train, test, seed, protocol)
     predict.choices = []  # the recipe picked in each fold, in order
     return predict
 
