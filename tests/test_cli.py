@@ -25,7 +25,8 @@ def test_cli_trains_and_writes_a_loadable_run(tmp_path, data_dir):
     bundle = json.loads((out/"bundle.json").read_text())
     assert bundle["config"] == asdict(TrainConfig(wine="red", epochs=3, hidden="16,8", lr=0.02, split="grouped", wandb_mode="disabled"))
     assert bundle["wine_types"] == ["red"] and bundle["data"]["split"] == "grouped"
-    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "confusion_matrix.png", "history.csv", "learning_curves.png", "model.pt", "reference.csv.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "confusion_matrix.png", "history.csv", "learning_curves.png", "metrics.json", "model.pt",
+                                                   "reference.csv.gz", "reliability.png"]
     assert set(bundle["metrics"]) == {"valid", "test"}
     assert load_bundle(out).classes == list(range(3, 10))
 

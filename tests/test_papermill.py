@@ -1,13 +1,14 @@
 "The training notebook run by papermill, as a user runs an experiment: -p values reach the run folder and W&B."
 import json
 import sys
+from dataclasses import fields
 
 import nbformat
 import pytest
 from conftest import ROOT, run
 
 from wine_nb.tracking import read_offline_run
-from wine_nb.train import load_bundle
+from wine_nb.train import TrainConfig, load_bundle
 
 NOTEBOOK = ROOT/"nbs"/"03_training.ipynb"
 
@@ -23,8 +24,8 @@ def test_notebook_has_one_parameters_cell():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
-    assigned = {line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line}
-    assert {"lr", "epochs", "batch_size", "hidden", "dropout", "seed", "wine", "out_dir", "wandb_mode"} <= assigned
+    assigned = [line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line]
+    assert assigned == [f.name for f in fields(TrainConfig)] + ["out_dir", "data_dir"]  # every setting, in the config's order
 
 
 def test_papermill_run_writes_the_run_folder_with_the_given_parameters(tmp_path, data_dir):
@@ -35,7 +36,7 @@ def test_papermill_run_writes_the_run_folder_with_the_given_parameters(tmp_path,
     config = json.loads((out/"bundle.json").read_text())["config"]
     assert (config["lr"], config["epochs"], config["hidden"], config["seed"], config["wine"], config["wandb_mode"]) == \
            (0.0123, 3, "24,12", 5, "white", "offline")
-    assert {"model.pt", "bundle.json", "learning_curves.png", "confusion_matrix.png", "training.ipynb"} <= {p.name for p in out.iterdir()}
+    assert {"model.pt", "bundle.json", "learning_curves.png", "confusion_matrix.png", "reliability.png", "training.ipynb"} <= {p.name for p in out.iterdir()}
     executed = nbformat.read(out/"training.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "lr = 0.0123" in injected[0].source
@@ -69,7 +70,7 @@ def test_papermill_from_another_folder_and_default_run_folder(tmp_path, data_dir
     result = run(args, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     [run_dir] = list(runs.iterdir())
-    assert run_dir.name.startswith("red-stratified-") and (run_dir/"bundle.json").exists()
+    assert run_dir.name.startswith("red-grouped-") and (run_dir/"bundle.json").exists()
 
 
 def test_bad_parameter_fails_before_writing(tmp_path, data_dir):
