@@ -1,12 +1,13 @@
 "The prediction service as a client uses it: a real `wine_serve` process on 127.0.0.1, and `wine_predict` on real files."
 import json
 import shutil
+import sys
 
 import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import console_script, run, serving
+from conftest import ROOT, console_script, run, serving
 
 from wine_nb.data import CSV_NAMES, FEATURES, load_wine
 from wine_nb.serve import BATCH_LIMIT, TYPICAL_WINES, input_bounds
@@ -177,3 +178,15 @@ def test_service_follows_a_registry_alias(trained_run, tmp_path, monkeypatch):
         assert httpx.get(f"{url}/health").json()["model_id"].startswith("chosen@")
     result = run([console_script("wine_serve"), "--model", "staging"])
     assert result.returncode != 0 and "no alias 'staging'" in result.stderr
+
+
+def test_smoke_script_serves_a_run_and_fails_on_a_broken_one(trained_run, tmp_path):
+    "The promotion workflow's smoke test (.ci/smoke.py) passes on a good run and exits non-zero, naming why, on a broken one."
+    result = run([sys.executable, str(ROOT/".ci"/"smoke.py"), str(trained_run), "--backend", "onnx"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "answered /health, /predict and /predict/batch" in result.stdout
+    broken = tmp_path/"broken"
+    shutil.copytree(trained_run, broken)
+    (broken/"model.pt").write_bytes(b"not a model")
+    result = run([sys.executable, str(ROOT/".ci"/"smoke.py"), str(broken), "--timeout", "30"])
+    assert result.returncode != 0 and "wine_serve exited" in result.stderr

@@ -5,8 +5,8 @@ from conftest import ROOT, console_script, run
 WORKFLOWS = sorted((ROOT/".github"/"workflows").glob("*.yaml"))
 
 
-def test_there_are_test_and_deploy_workflows():
-    assert {p.name for p in WORKFLOWS} == {"test.yaml", "deploy.yaml"}
+def test_there_are_test_deploy_pipeline_and_promotion_workflows():
+    assert {p.name for p in WORKFLOWS} == {"test.yaml", "deploy.yaml", "pipeline.yaml", "promoted.yaml"}
 
 
 def test_workflows_match_githubs_schema():
@@ -22,6 +22,8 @@ def test_workflows_pass_zizmor():
 @pytest.mark.parametrize("workflow,needles", [
     ("test.yaml", ["bash .ci/run", "runs/default", "runs/ci-lr", "~/.cache/wine_nb"]),
     ("deploy.yaml", ["nbdev_docs", "_docs", "deploy-pages", "pages: write"]),
+    ("pipeline.yaml", ["dvc repro", "dvc status", "dvc metrics show", "params.yaml", "dvc.lock", "**/*.dvc", "upload-artifact"]),
+    ("promoted.yaml", ["repository_dispatch", "model-promoted", "workflow_dispatch", "wandb artifact get", ".ci/smoke.py"]),
 ])
 def test_workflows_do_what_the_project_needs(workflow, needles):
     text = (ROOT/".github"/"workflows"/workflow).read_text()

@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['UCI_URL', 'WINE_TYPES', 'CSV_NAMES', 'CSV_SHA256', 'UCI_COLUMNS', 'FEATURES', 'TARGET', 'DATA_ENV', 'CACHE_ENV',
            'SPLIT_MODES', 'QUALITY_CLASSES', 'MODEL_INPUTS', 'WineDataError', 'DataUnavailableError', 'file_sha256',
-           'write_atomic', 'default_cache_dir', 'download_uci', 'wine_data_dir', 'snake_case_columns',
-           'validate_features', 'read_wine_csv', 'load_wine', 'WineSplit', 'duplicate_groups', 'split_wines', 'Scaler',
-           'model_inputs', 'quality_to_class']
+           'write_atomic', 'default_cache_dir', 'download_uci', 'wine_data_dir', 'fetch_wine_data', 'wine_data',
+           'snake_case_columns', 'validate_features', 'read_wine_csv', 'load_wine', 'WineSplit', 'duplicate_groups',
+           'split_wines', 'Scaler', 'model_inputs', 'quality_to_class']
 
 # %% ../nbs/00_data.ipynb #00c003
 import hashlib
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from fastcore.script import call_parse
 
 # %% ../nbs/00_data.ipynb #00c006
 UCI_URL = "https://archive.ics.uci.edu/static/public/186/wine+quality.zip"
@@ -141,6 +142,29 @@ def wine_data_dir(data_dir: str|Path|None = None, # Local folder with the CSVs; 
         return data_dir
     cache_dir = Path(cache_dir or default_cache_dir())
     return cache_dir if _cache_is_valid(cache_dir) else download_uci(cache_dir, url=url)
+
+# %% ../nbs/00_data.ipynb #00c022b
+def fetch_wine_data(out: str|Path, # Folder to write the two CSVs into (created if needed)
+                    data_dir: str|Path|None = None, # Where they come from; see `wine_data_dir`
+                   ) -> dict: # File name → sha256 of each file written
+    "Copy the UCI CSVs into `out`, each checked against its published sha256 first; nothing is written on a mismatch."
+    source, contents = wine_data_dir(data_dir), {}
+    for name, digest in CSV_SHA256.items():
+        if not (source/name).is_file(): raise DataUnavailableError(f"{source/name} is missing; the folder must hold {sorted(CSV_SHA256)}")
+        contents[name] = (source/name).read_bytes()
+        actual = hashlib.sha256(contents[name]).hexdigest()
+        if actual != digest: raise WineDataError(f"{source/name} is not the UCI file (sha256 {actual}, expected {digest}); nothing was written")
+    for name, data in contents.items(): write_atomic(Path(out)/name, data)
+    return {name: CSV_SHA256[name] for name in contents}
+
+@call_parse
+def wine_data(out: str = "data/wine-quality", # Folder to write the verified CSVs into
+              data_dir: str = None, # Local copy to take them from (else $WINE_NB_DATA_DIR, the cache, or a download)
+             ):
+    "Write the verified UCI wine-quality CSVs into a folder: the data stage of the pipeline."
+    try: written = fetch_wine_data(out, data_dir)
+    except (WineDataError, DataUnavailableError, OSError) as e: raise SystemExit(f"wine_data: error: {e}") from None
+    for name, digest in written.items(): print(f"{Path(out)/name}  sha256 {digest}")
 
 # %% ../nbs/00_data.ipynb #00c024
 def _first_bad(mask: pd.Series) -> int:
