@@ -150,10 +150,12 @@ def fetch_wine_data(out: str|Path, # Folder to write the two CSVs into (created 
     "Copy the UCI CSVs into `out`, each checked against its published sha256 first; nothing is written on a mismatch."
     source, contents = wine_data_dir(data_dir), {}
     for name, digest in CSV_SHA256.items():
-        if not (source/name).is_file(): raise DataUnavailableError(f"{source/name} is missing; the folder must hold {sorted(CSV_SHA256)}")
+        if not (source/name).is_file():
+            raise DataUnavailableError(f"{source/name} is missing; the folder must hold {sorted(CSV_SHA256)}")
         contents[name] = (source/name).read_bytes()
         actual = hashlib.sha256(contents[name]).hexdigest()
-        if actual != digest: raise WineDataError(f"{source/name} is not the UCI file (sha256 {actual}, expected {digest}); nothing was written")
+        if actual != digest:
+            raise WineDataError(f"{source/name} is not the UCI file (sha256 {actual}, not {digest}); nothing written")
     for name, data in contents.items(): write_atomic(Path(out)/name, data)
     return {name: CSV_SHA256[name] for name in contents}
 

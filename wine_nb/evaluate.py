@@ -101,10 +101,10 @@ def predict_rf_classifier(train: pd.DataFrame, # Training wines of the fold
 
 def mlp_predictor(cfg: TrainConfig|None = None, # MLP settings; epochs, hidden sizes, ... (wandb is never used here)
                  ):
-    "A model function training our MLP with `cfg` on the training fold (15% held out to stop early or calibrate, if `cfg` does); expected grade out."
+    "A model function training our MLP on the training fold (15% held out to stop early or calibrate, if `cfg` does)."
     cfg = cfg or TrainConfig()
     def predict(train: pd.DataFrame, test: pd.DataFrame, seed: int, protocol: str = "random") -> np.ndarray:
-        if cfg.patience or cfg.calibrate:  # calibration rows are drawn like the folds; early stopping's were always stratified
+        if cfg.patience or cfg.calibrate:  # calibration rows are drawn like the folds; early stopping's are stratified
             mode = "grouped" if cfg.calibrate and protocol == "grouped" else "stratified"
             inner = split_wines(train, valid_frac=0.15, test_frac=0.05, seed=seed, mode=mode)
             split = WineSplit(pd.concat([inner.train, inner.test]), inner.valid, test, "cv", seed)
@@ -130,9 +130,10 @@ def selected_mlp(recipes: dict, # name → TrainConfig, the candidates
 
 # %% ../nbs/06_evaluate.ipynb #06c017
 FIRST_RECIPE = TrainConfig(hidden="64,32", dropout=0.1, weight_decay=1e-4, bins=0, label_smoothing=0.0, schedule="constant",
-                           epochs=200, batch_size=64, patience=20, heads=1, calibrate=False, temperature=1.0)  # the project's first MLP
+                           epochs=200, batch_size=64, patience=20, heads=1, calibrate=False,
+                           temperature=1.0)  # the project's first MLP
 ENCODED_RECIPE = TrainConfig(bins=16, hidden="512", dropout=0.0, mad_weight=0.0, heads=1, calibrate=False,
-                             temperature=0.7)  # the encoding and one wide layer: best when a wine's twin was in training
+                             temperature=0.7)  # the encoding and one wide layer: best when a wine's twin trained
 PLAIN_RECIPE = TrainConfig(bins=0, hidden="256,256", dropout=0.2, mad_weight=1.0, heads=1, calibrate=False,
                            temperature=1.0)  # no encoding: for wines unlike the training ones
 

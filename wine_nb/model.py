@@ -50,18 +50,19 @@ class PiecewiseLinear(nn.Module):
 
 # %% ../nbs/01_model.ipynb #01c007e
 class EnsembleLinear(nn.Module):
-    "`heads` linear maps sharing one weight matrix through rank-1 adapters (BatchEnsemble): head i gives ((x ⊙ rᵢ) W) ⊙ sᵢ + bᵢ."
+    "`heads` linear maps sharing one weight through rank-1 adapters (BatchEnsemble): head i is ((x ⊙ rᵢ) W) ⊙ sᵢ + bᵢ."
     def __init__(self,
                  in_features: int, # Inputs of each head
                  out_features: int, # Outputs of each head
                  heads: int, # Ensemble members
-                 random_signs: bool = False, # Start the input adapters at random ±1 rather than 1, so the heads differ at once
+                 random_signs: bool = False, # Start the input adapters at random ±1, not 1, so the heads differ at once
                 ):
         super().__init__()
         bound = in_features ** -0.5  # nn.Linear's initial range
         self.weight = nn.Parameter(torch.empty(in_features, out_features).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(heads, out_features).uniform_(-bound, bound))
-        self.r = nn.Parameter(torch.randint(0, 2, (heads, in_features)) * 2.0 - 1 if random_signs else torch.ones(heads, in_features))
+        r = torch.randint(0, 2, (heads, in_features)) * 2.0 - 1 if random_signs else torch.ones(heads, in_features)
+        self.r = nn.Parameter(r)
         self.s = nn.Parameter(torch.ones(heads, out_features))
 
     def forward(self, x: torch.Tensor, # (batch, heads, in_features)
@@ -71,7 +72,7 @@ class EnsembleLinear(nn.Module):
 
 # %% ../nbs/01_model.ipynb #01c007c
 class WineMLP(nn.Module):
-    "MLP: optional piecewise-linear encoding, Linear → ReLU → Dropout per hidden layer, a logit per grade; `heads` > 1 makes it a BatchEnsemble."
+    "MLP: optional piecewise-linear encoding, hidden layers, a logit per grade; `heads` > 1 makes it an ensemble."
     def __init__(self,
                  n_inputs: int = 12, # Number of input features (11 measurements + is_red)
                  n_classes: int = 7, # Number of quality grades predicted (3..9)
@@ -88,20 +89,22 @@ class WineMLP(nn.Module):
         if heads < 1: raise ValueError(f"heads must be at least 1, got {heads}")
         self.encoding = PiecewiseLinear(n_inputs - 1, bins) if bins else None
         widths = (n_inputs + (n_inputs - 1) * bins, *parse_hidden(hidden))
-        def linear(a, b, first): return nn.Linear(a, b) if heads == 1 else EnsembleLinear(a, b, heads, random_signs=first)
+        def linear(a, b, first):
+            return nn.Linear(a, b) if heads == 1 else EnsembleLinear(a, b, heads, random_signs=first)
         self.hidden = nn.ModuleList(linear(a, b, i == 0) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])))
         self.output = linear(widths[-1], n_classes, len(widths) == 1)
         self.dropout, self.temperature, self.heads = dropout, float(temperature), int(heads)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        "Training: raw logits, (batch, [heads,] n_classes). Eval: (batch, n_classes) logits of the heads' mean probabilities, ÷ temperature."
+        "Training: raw logits (batch, [heads,] classes). Eval: (batch, classes), log mean probability ÷ temperature."
         if self.encoding is not None:
             x = self.encoding(x) if x.dim() == 2 else self.encoding(x.flatten(0, 1)).unflatten(0, x.shape[:2])
         if self.heads > 1 and x.dim() == 2: x = x.unsqueeze(1).expand(-1, self.heads, -1)  # every head sees the wine
         for layer in self.hidden: x = nn.functional.dropout(torch.relu(layer(x)), self.dropout, self.training)
         logits = self.output(x)
         if self.training: return logits
-        if self.heads > 1: logits = torch.logsumexp(torch.log_softmax(logits, -1), 1) - math.log(self.heads)  # log mean probability
+        if self.heads > 1:  # the log of the heads' mean probability
+            logits = torch.logsumexp(torch.log_softmax(logits, -1), 1) - math.log(self.heads)
         return logits if self.temperature == 1 else logits / self.temperature
 
 # %% ../nbs/01_model.ipynb #01c008

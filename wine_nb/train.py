@@ -57,14 +57,14 @@ class TrainConfig:
     weight_decay: float = 0.2 # AdamW's decoupled weight decay
     bins: int = 0 # Bins of the piecewise-linear encoding of each measurement; 0 for plain standardised inputs
     label_smoothing: float = 0.0 # Share of each target spread evenly over all grades (training loss only)
-    mad_weight: float = 1.0 # Weight of the expected grade's absolute error, added to the cross-entropy (training loss only)
+    mad_weight: float = 1.0 # Weight of the expected grade's absolute error added to the cross-entropy (training loss)
     schedule: str = "cosine" # Learning rate: 'cosine' (from lr down to 0 over all steps) or 'constant'
     heads: int = 8 # Ensemble members sharing every layer through rank-1 adapters (TabM-style); 1: a plain MLP
     calibrate: bool = True # Fit the temperature on the validation rows at the end of training (when there are any)
-    temperature: float = 1.0 # Divides the trained network's logits when `calibrate` is off or there are no validation rows
+    temperature: float = 1.0 # Divides the trained network's logits when `calibrate` is off or no validation rows exist
     seed: int = 42 # Seed of the split, the initial weights, the shuffling and dropout
     wine: str = "both" # 'red', 'white' or 'both' (one model with a wine-type input)
-    split: str = "grouped" # 'grouped': identical wines never straddle two parts; 'stratified' lets copies of a wine do so
+    split: str = "grouped" # 'grouped': identical wines never straddle two parts; 'stratified' lets copies do so
     valid_frac: float = 0.15 # Share of wines for validation (metrics, model choice, early stopping if on)
     test_frac: float = 0.15 # Share of wines held out for the test metrics
     patience: int = 0 # Epochs without a better validation loss before stopping (best weights restored); 0: train every epoch
@@ -158,7 +158,7 @@ def training_loss(logits: torch.Tensor, # A batch's logits, in training mode
     return loss + cfg.mad_weight * (expected - targets).abs().mean()
 
 def _batch(x, y, index):
-    "One batch: rows `index[0]` for a single network; for an ensemble, head i gets rows `index[i]` (batch × heads × ...)."
+    "One batch: rows `index[0]` for one network; for an ensemble, head i gets rows `index[i]` (batch × heads × ...)."
     if len(index) == 1: return x[index[0]], y[index[0]]
     return x[index].transpose(0, 1), y[index].transpose(0, 1)
 
@@ -173,7 +173,8 @@ def _train(model, data, cfg, on_epoch):
     best_loss, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(1, cfg.epochs + 1):
         model.train()
-        orders, total = torch.stack([torch.randperm(len(x_train), generator=generator) for _ in range(cfg.heads)]), torch.zeros(())
+        orders = torch.stack([torch.randperm(len(x_train), generator=generator) for _ in range(cfg.heads)])
+        total = torch.zeros(())
         for start in range(0, len(x_train), cfg.batch_size):
             xb, yb = _batch(x_train, y_train, orders[:, start:start + cfg.batch_size])
             loss = training_loss(model(xb), yb, cfg)
@@ -181,7 +182,8 @@ def _train(model, data, cfg, on_epoch):
             if scheduler is not None: scheduler.step()
             total += loss.detach() * len(xb)
         valid_loss, valid_accuracy = evaluate_loss(model, x_valid, y_valid) if len(x_valid) else (math.nan, math.nan)
-        record = dict(epoch=epoch, train_loss=total.item() / len(x_train), valid_loss=valid_loss, valid_accuracy=valid_accuracy)
+        record = dict(epoch=epoch, train_loss=total.item() / len(x_train), valid_loss=valid_loss,
+                      valid_accuracy=valid_accuracy)
         history.append(record)
         if on_epoch: on_epoch(record)
         if not cfg.patience: continue
@@ -197,8 +199,8 @@ def build_model(cfg: TrainConfig, # Settings: hidden sizes, dropout, seed
                ) -> WineMLP:
     "A freshly initialised model for `cfg`, seeded so the same seed gives the same initial weights."
     torch.manual_seed(cfg.seed)
-    return WineMLP(len(MODEL_INPUTS), len(QUALITY_CLASSES), parse_hidden(cfg.hidden), cfg.dropout, cfg.bins, cfg.temperature,
-                   cfg.heads)
+    return WineMLP(len(MODEL_INPUTS), len(QUALITY_CLASSES), parse_hidden(cfg.hidden), cfg.dropout, cfg.bins,
+                   cfg.temperature, cfg.heads)
 
 # %% ../nbs/02_train.ipynb #02c020
 def confusion_matrix(true_quality, # True grades
@@ -295,7 +297,7 @@ def fit_temperature(model: nn.Module, # Trained model with a `temperature` attri
                     targets: torch.Tensor, # Their class indices
                     bounds: tuple = (0.05, 20.0), # Range searched
                    ) -> float: # The fitted temperature
-    "Set `model.temperature` to the value minimising the validation rows' negative log-likelihood (temperature scaling)."
+    "Set `model.temperature` to the value minimising the validation rows' negative log-likelihood."
     model.eval()
     def nll(log_temperature: float) -> float:
         model.temperature = math.exp(log_temperature)
@@ -324,7 +326,8 @@ class ForestBaseline:
                  trees: int = 300, # Trees
                 ):
         x, y = data.tensors["train"]
-        self.scaler, self.classes, self.description = data.scaler, list(QUALITY_CLASSES), f"RandomForestClassifier(n_estimators={trees})"
+        self.scaler, self.classes = data.scaler, list(QUALITY_CLASSES)
+        self.description = f"RandomForestClassifier(n_estimators={trees})"
         self.forest = RandomForestClassifier(n_estimators=trees, random_state=seed, n_jobs=1).fit(x.numpy(), y.numpy())
 
     def predict_proba(self, wines: pd.DataFrame) -> np.ndarray:
@@ -368,7 +371,7 @@ def plot_reliability(true_quality, # True grades
                      classes: list = QUALITY_CLASSES, # Grade of each column
                      bins: int = 10, # Equal-width confidence bins
                     ) -> plt.Figure:
-    "Reliability diagram: accuracy of the most likely grade against its probability, per confidence bin, for each model."
+    "Reliability diagram: accuracy of the most likely grade against its probability, per confidence bin, per model."
     fig, ax = plt.subplots(figsize=(4.6, 4))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="calibrated")
     index = quality_to_class(np.asarray(true_quality), classes)
@@ -377,7 +380,8 @@ def plot_reliability(true_quality, # True grades
         which = np.minimum((top * bins).astype(int), bins - 1)
         used = np.unique(which)
         ece = calibration_metrics(true_quality, proba, classes, bins)["ece"]
-        ax.plot([top[which == b].mean() for b in used], [correct[which == b].mean() for b in used], "o-", label=f"{name} (ECE {ece:.3f})")
+        ax.plot([top[which == b].mean() for b in used], [correct[which == b].mean() for b in used], "o-",
+                label=f"{name} (ECE {ece:.3f})")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="probability of the predicted grade", ylabel="share predicted right",
            title="Reliability (test)")
     ax.legend(fontsize=8)
@@ -401,14 +405,14 @@ def feature_ranges(wines: pd.DataFrame, # Training rows
 
 # %% ../nbs/02_train.ipynb #02c036
 REFERENCE_FILE = "reference.csv.gz"  # a run's training rows (measurements, wine type, grade), kept for drift monitoring
-METRICS_FILE = "metrics.json"  # the network's and the forest's metrics per part, for tools that read a metrics file (DVC)
+METRICS_FILE = "metrics.json"  # the network's and the forest's metrics per part, for tools such as DVC
 
 def save_bundle(run_dir: Path, # Run folder (created if needed)
                 model: WineMLP, # Trained model
                 cfg: TrainConfig, # Its settings
                 data: PreparedData, # Its split, scaler and data checksums
                 metrics: dict, # Its metrics per part
-                baseline: dict|None = None, # The model beside the run, if any: {"model": its description, "metrics": per part}
+                baseline: dict|None = None, # The model beside the run: {"model": its description, "metrics": per part}
                ) -> Path: # Path of bundle.json
     "Write `model.pt`, the training rows (`REFERENCE_FILE`) and then `bundle.json` (last, marking the run complete), all atomically."
     run_dir = Path(run_dir)
@@ -419,7 +423,8 @@ def save_bundle(run_dir: Path, # Run folder (created if needed)
     bundle = dict(format=BUNDLE_FORMAT, package="wine_nb", package_version=wine_nb.__version__, torch_version=torch.__version__,
                   created=datetime.now(timezone.utc).isoformat(timespec="seconds"), config=asdict(cfg),
                   model=dict(n_inputs=len(MODEL_INPUTS), n_classes=len(QUALITY_CLASSES), hidden=cfg.hidden, dropout=cfg.dropout,
-                             bins=cfg.bins, heads=cfg.heads, temperature=model.temperature, parameters=count_parameters(model)),
+                             bins=cfg.bins, heads=cfg.heads, temperature=model.temperature,
+                             parameters=count_parameters(model)),
                   inputs=MODEL_INPUTS, features=FEATURES, wine_types=sorted(data.split.train.wine.unique().tolist()),
                   classes=QUALITY_CLASSES, scaler=data.scaler.to_dict(), feature_ranges=feature_ranges(data.split.train),
                   metrics=metrics, baseline=baseline,
@@ -501,14 +506,16 @@ def run_training(cfg: TrainConfig|None = None, # Settings; defaults if None
         probas = {"network": predictor.predict_proba(test), "forest": forest.predict_proba(test)}
         save_figure(plot_reliability(test[TARGET], probas), run_dir/"reliability.png")
         write_atomic(run_dir/"history.csv", history.to_csv(index=False).encode())
-        write_atomic(run_dir/METRICS_FILE, json.dumps({"network": metrics, "forest": baseline["metrics"]}, indent=2).encode())
+        both = {"network": metrics, "forest": baseline["metrics"]}
+        write_atomic(run_dir/METRICS_FILE, json.dumps(both, indent=2).encode())
         save_bundle(run_dir, predictor.model, cfg, data, metrics, baseline)
         finish_wandb(wandb_run, run_dir)
     except BaseException:
         if wandb_run is not None: wandb_run.finish(exit_code=1)
         raise
     _logger.info("run %s: test accuracy %.3f, MAD %.3f", run_dir, metrics["test"]["accuracy"], metrics["test"]["mad"])
-    return RunResult(run_dir, load_bundle(run_dir), metrics, baseline, history, confusion, cfg, time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return RunResult(run_dir, load_bundle(run_dir), metrics, baseline, history, confusion, cfg, seconds)
 
 # %% ../nbs/02_train.ipynb #02c055
 @call_parse
