@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wine_nb.data import QUALITY_CLASSES, TARGET, WINE_TYPES, WineSplit, load_wine, split_wines, write_atomic
+from wine_nb.data import TARGET, WINE_TYPES, WineSplit, load_wine, split_wines, write_atomic
 from wine_nb.evaluate import cv_folds
-from wine_nb.train import ForestBaseline, TrainConfig, calibration_metrics, fit_predictor, prepare_split, quality_metrics
+from wine_nb.train import ForestBaseline, TrainConfig, fit_predictor, prepare_split, probability_metrics
 
 SERVED = TrainConfig(wandb_mode="disabled")  # TrainConfig's default, the served recipe
 SMOOTHED = replace(SERVED, bins=0, hidden="128,128", dropout=0.1, mad_weight=1.0, heads=8, label_smoothing=0.1)  # the first TabM try
@@ -79,9 +79,7 @@ def pooled_figures(wines: pd.DataFrame, results: list, names: list) -> pd.DataFr
             proba, scored = np.concatenate([out[name][0] for _, _, out in parts]), wines.iloc[order]
             for wine in ("both", *WINE_TYPES):
                 mask = np.ones(len(scored), bool) if wine == "both" else (scored.wine == wine).to_numpy()
-                true = scored[TARGET].to_numpy()[mask]
-                grades = np.asarray(QUALITY_CLASSES)[proba[mask].argmax(1)]
-                figures = {**quality_metrics(true, grades), **calibration_metrics(true, proba[mask])}
+                figures = probability_metrics(scored[TARGET].to_numpy()[mask], proba[mask])
                 rows.append(dict(model=name, seed=seed, wine=wine, seconds=sum(out[name][1] for _, _, out in parts) / len(parts),
                                  **{f: figures[f] for f in FIGURES}))
     return pd.DataFrame(rows)

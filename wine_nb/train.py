@@ -5,10 +5,10 @@
 # %% auto #0
 __all__ = ['SCHEDULES', 'REFERENCE_FILE', 'METRICS_FILE', 'METRIC_COLUMNS', 'TrainConfig', 'PreparedData', 'prepare_split',
            'prepare_data', 'evaluate_loss', 'torch_threads', 'train_model', 'training_loss', 'build_model',
-           'confusion_matrix', 'quality_metrics', 'calibration_metrics', 'WinePredictor', 'evaluate_predictor',
-           'split_metrics', 'fit_temperature', 'fit_predictor', 'ForestBaseline', 'plot_learning_curves',
-           'plot_confusion', 'plot_reliability', 'save_figure', 'feature_ranges', 'save_bundle', 'load_bundle',
-           'load_model', 'default_run_dir', 'RunResult', 'metrics_table', 'run_training', 'wine_train']
+           'confusion_matrix', 'quality_metrics', 'reliability_bins', 'calibration_metrics', 'probability_metrics',
+           'WinePredictor', 'evaluate_predictor', 'split_metrics', 'fit_temperature', 'fit_predictor', 'ForestBaseline',
+           'plot_learning_curves', 'plot_confusion', 'plot_reliability', 'save_figure', 'feature_ranges', 'save_bundle',
+           'load_bundle', 'load_model', 'default_run_dir', 'RunResult', 'metrics_table', 'run_training', 'wine_train']
 
 # %% ../nbs/02_train.ipynb #02c003
 import copy
@@ -227,6 +227,19 @@ def quality_metrics(true_quality, # True grades
                 within_one=float(np.mean(np.abs(true - pred) <= 1)), macro_f1=float(np.mean(f1s)), n=int(len(true)))
 
 # %% ../nbs/02_train.ipynb #02c022b
+def reliability_bins(true_quality, # True grades
+                     proba: np.ndarray, # Probability of each grade, rows × classes
+                     classes: list = QUALITY_CLASSES, # Grade of each column
+                     bins: int = 10, # Equal-width bins of the most likely grade's probability
+                    ) -> pd.DataFrame: # One row per non-empty bin: share of wines, mean probability, accuracy
+    "Wines binned by the probability of their most likely grade: the bins' share, mean probability and accuracy."
+    top = np.asarray(proba, dtype="float64").max(axis=1)
+    correct = np.asarray(proba).argmax(axis=1) == quality_to_class(np.asarray(true_quality), classes)
+    which = np.minimum((top * bins).astype(int), bins - 1)
+    rows = pd.DataFrame({"bin": which, "confidence": top, "accuracy": correct.astype(float)}).groupby("bin")
+    return rows.agg(share=("confidence", "size"), confidence=("confidence", "mean"), accuracy=("accuracy", "mean")).assign(
+        share=lambda t: t.share / len(top))
+
 def calibration_metrics(true_quality, # True grades
                         proba: np.ndarray, # Probability of each grade, rows × classes
                         classes: list = QUALITY_CLASSES, # Grade of each column
@@ -234,12 +247,19 @@ def calibration_metrics(true_quality, # True grades
                        ) -> dict: # expected_mad, nll, confidence, ece
     "Expected-grade MAD, negative log-likelihood, mean top probability and top-label expected calibration error."
     true, proba = np.asarray(true_quality), np.asarray(proba, dtype="float64")
-    index, top = quality_to_class(true, classes), proba.max(axis=1)
-    correct, which = proba.argmax(axis=1) == index, np.minimum((top * bins).astype(int), bins - 1)
-    ece = sum(abs(correct[which == b].mean() - top[which == b].mean()) * np.mean(which == b) for b in np.unique(which))
+    index, table = quality_to_class(true, classes), reliability_bins(true, proba, classes, bins)
     return dict(expected_mad=float(np.mean(np.abs(proba @ np.asarray(classes, dtype="float64") - true))),
                 nll=float(-np.mean(np.log(np.clip(proba[np.arange(len(true)), index], 1e-15, None)))),
-                confidence=float(top.mean()), ece=float(ece))
+                confidence=float(proba.max(axis=1).mean()),
+                ece=float((table.share * (table.accuracy - table.confidence).abs()).sum()))
+
+def probability_metrics(true_quality, # True grades
+                        proba: np.ndarray, # Probability of each grade, rows × classes
+                        classes: list = QUALITY_CLASSES, # Grade of each column
+                       ) -> dict: # `quality_metrics` of the most likely grade and `calibration_metrics`
+    "Every figure of a set of probabilities: those of its most likely grade and those of the probabilities themselves."
+    predicted = np.asarray(classes)[np.asarray(proba).argmax(axis=1)]
+    return {**quality_metrics(true_quality, predicted), **calibration_metrics(true_quality, proba, classes)}
 
 # %% ../nbs/02_train.ipynb #02c024
 class WinePredictor:
@@ -277,8 +297,7 @@ def evaluate_predictor(predictor: WinePredictor, # Trained predictor (or anythin
     "Metrics of the most likely grade and of the probabilities, and the confusion matrix, on labelled wines."
     proba, true = predictor.predict_proba(wines), wines[TARGET].to_numpy()
     predicted = np.asarray(predictor.classes)[proba.argmax(axis=1)]
-    metrics = {**quality_metrics(true, predicted), **calibration_metrics(true, proba, predictor.classes)}
-    return metrics, confusion_matrix(true, predicted, predictor.classes)
+    return probability_metrics(true, proba, predictor.classes), confusion_matrix(true, predicted, predictor.classes)
 
 def split_metrics(predictor: WinePredictor, # Trained predictor (or anything with `classes` and `predict_proba`)
                   split, # The `WineSplit` it was trained on
@@ -374,14 +393,10 @@ def plot_reliability(true_quality, # True grades
     "Reliability diagram: accuracy of the most likely grade against its probability, per confidence bin, per model."
     fig, ax = plt.subplots(figsize=(4.6, 4))
     ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=0.8, label="calibrated")
-    index = quality_to_class(np.asarray(true_quality), classes)
     for name, proba in probas.items():
-        top, correct = proba.max(axis=1), proba.argmax(axis=1) == index
-        which = np.minimum((top * bins).astype(int), bins - 1)
-        used = np.unique(which)
+        table = reliability_bins(true_quality, proba, classes, bins)
         ece = calibration_metrics(true_quality, proba, classes, bins)["ece"]
-        ax.plot([top[which == b].mean() for b in used], [correct[which == b].mean() for b in used], "o-",
-                label=f"{name} (ECE {ece:.3f})")
+        ax.plot(table.confidence, table.accuracy, "o-", label=f"{name} (ECE {ece:.3f})")
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="probability of the predicted grade", ylabel="share predicted right",
            title="Reliability (test)")
     ax.legend(fontsize=8)
