@@ -14,7 +14,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from wine_nb.serve import TYPICAL_WINES
+from wine_nb.serve.inputs import TYPICAL_WINES
 
 
 def free_port() -> int:

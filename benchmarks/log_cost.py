@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from serve_speed import accepted_wines, batch_request, http_request, measure, median_of, model_to_serve, read_response, start_server
 
-from wine_nb.serve import TYPICAL_WINES
+from wine_nb.serve.inputs import TYPICAL_WINES
 
 
 async def paced(port: int, request: bytes, rate: float, seconds: float, connections: int = 8) -> np.ndarray:

@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from wine_nb.data import FEATURES, load_wine
-from wine_nb.serve import TYPICAL_WINES, input_bounds
-from wine_nb.tracking import project_root, read_bundle
+from wine_nb.runs import project_root, read_run
+from wine_nb.serve.inputs import TYPICAL_WINES, input_bounds
 from wine_nb.train import TrainConfig, run_training
 
 
@@ -121,7 +121,7 @@ def model_to_serve(given: str | None, prefix: str) -> Path:
 
 def accepted_wines(model: Path, n: int = 10_000):
     "`n` UCI wines, drawn with replacement from those the service of `model` accepts."
-    bounds = input_bounds(read_bundle(model)[0]["feature_ranges"])
+    bounds = input_bounds(read_run(model).meta["feature_ranges"])
     wines = load_wine()
     return wines[np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])].sample(n, replace=True, random_state=0)
 

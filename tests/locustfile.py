@@ -1,7 +1,7 @@
 "Locust users of the prediction service: mostly single predictions, some small batches, health and metadata checks."
 from locust import FastHttpUser, between, task
 
-from wine_nb.serve import TYPICAL_WINES
+from wine_nb.serve.inputs import TYPICAL_WINES
 
 
 class WineTaster(FastHttpUser):

@@ -6,7 +6,8 @@ import pytest
 from conftest import console_script, run
 
 from wine_nb.data import CSV_NAMES
-from wine_nb.train import TrainConfig, load_bundle
+from wine_nb.predict import load_model
+from wine_nb.train import TrainConfig
 
 
 def test_help_lists_every_config_field():
@@ -28,7 +29,7 @@ def test_cli_trains_and_writes_a_loadable_run(tmp_path, data_dir):
     assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "confusion_matrix.png", "history.csv", "learning_curves.png", "metrics.json", "model.pt",
                                                    "reference.csv.gz", "reliability.png"]
     assert set(bundle["metrics"]) == {"valid", "test"}
-    assert load_bundle(out).classes == list(range(3, 10))
+    assert load_model(out).classes == list(range(3, 10))
 
 
 def test_cli_refuses_to_overwrite_a_finished_run(tmp_path, data_dir):

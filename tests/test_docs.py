@@ -5,14 +5,22 @@ import json
 import os
 import re
 import stat
+from pathlib import Path
 
 import pytest
 from conftest import console_script, run
 from fastcore.docments import docments
 from test_project import copy_project
 
-MODULES = {"00_data": "wine_nb.data", "01_model": "wine_nb.model", "02_train": "wine_nb.train", "04_tracking": "wine_nb.tracking",
-           "05_serve": "wine_nb.serve", "06_evaluate": "wine_nb.evaluate", "08_monitor": "wine_nb.monitor"}
+def _modules() -> dict:
+    "Each exporting notebook's name → the module it exports to (its `default_exp`)."
+    found = {}
+    for nb in sorted((Path(__file__).parents[1]/"nbs").glob("*.ipynb")):
+        first = "".join(json.loads(nb.read_text())["cells"][0]["source"])
+        if first.startswith("#| default_exp "): found[nb.stem] = "wine_nb." + first.split()[-1]
+    return found
+
+MODULES = _modules()
 
 
 @pytest.fixture(scope="module")

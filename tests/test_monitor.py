@@ -14,9 +14,11 @@ import pytest
 from conftest import console_script, run, serving, start_server, stop
 
 from wine_nb.data import FEATURES, load_wine, split_wines
-from wine_nb.monitor import PredictionLog, log_rows, read_log, served_model_id
-from wine_nb.serve import input_bounds
-from wine_nb.train import TrainConfig, load_bundle, run_training
+from wine_nb.predict import load_model
+from wine_nb.predlog import PredictionLog, log_rows, read_log
+from wine_nb.runs import open_run
+from wine_nb.serve.inputs import input_bounds
+from wine_nb.train import TrainConfig, run_training
 
 
 def as_json(wines: pd.DataFrame) -> list:
@@ -25,7 +27,7 @@ def as_json(wines: pd.DataFrame) -> list:
 
 def accepted(wines: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
     "The wines a model's service accepts (each measurement within its bounds)."
-    bounds = input_bounds(load_bundle(run_dir).metadata["feature_ranges"])
+    bounds = input_bounds(load_model(run_dir).metadata["feature_ranges"])
     return wines[np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])]
 
 
@@ -105,7 +107,7 @@ def test_full_disk_refuses_predictions_visibly_and_recovers(trained_run, tmp_pat
 
 def test_read_only_volume_refuses_predictions_and_says_why(trained_run, tmp_path):
     volume = tmp_path/"volume"; volume.mkdir()
-    create = f"{console_script('python') or 'python'} -c \"from wine_nb.monitor import PredictionLog; PredictionLog('{volume}/predictions.sqlite')\""
+    create = f"{console_script('python') or 'python'} -c \"from wine_nb.predlog import PredictionLog; PredictionLog('{volume}/predictions.sqlite')\""
     setup = f"mount -t tmpfs tmpfs {volume} && {create} && mount -o remount,ro {volume}"
     with serving(trained_run, args=("--log_db", volume/"predictions.sqlite"), wrap=in_namespace(setup)) as url:
         answer = httpx.post(f"{url}/predict", json=as_json(load_wine("red").head(1))[0])
@@ -170,15 +172,15 @@ def test_drift_is_unavailable_without_a_log(trained_run):
 
 
 def test_wine_drift_writes_reports_and_fails_on_drift(trained_run, test_wines, tmp_path):
-    log, model = PredictionLog(tmp_path/"predictions.sqlite"), load_bundle(trained_run)
+    log, model = PredictionLog(tmp_path/"predictions.sqlite"), load_model(trained_run)
     shifted = test_wines.assign(sulphates=test_wines.sulphates * 1.3)
-    log.record(log_rows(served_model_id(trained_run), shifted[FEATURES].to_numpy(), (shifted.wine == "red").to_numpy(),
+    log.record(log_rows(open_run(trained_run).model_id, shifted[FEATURES].to_numpy(), (shifted.wine == "red").to_numpy(),
                         model.predict_proba(shifted), model.classes, 0.3))
     log.record(log_rows("someone-else@0", shifted[FEATURES].to_numpy()[:5], np.ones(5, bool), model.predict_proba(shifted.head(5)), model.classes, 0.3))
     drift = [console_script("wine_drift"), "--db", str(log.path), "--model", str(trained_run)]
     done = run([*drift, "--out", str(tmp_path/"report.html")])
     assert done.returncode == 0, done.stderr
-    assert f"verdict drift ({len(shifted)} predictions of {served_model_id(trained_run)})" in done.stdout
+    assert f"verdict drift ({len(shifted)} predictions of {open_run(trained_run).model_id})" in done.stdout
     page = (tmp_path/"report.html").read_text()
     assert "<td>sulphates</td>" in page and "data:image/png;base64," in page
     assert run([*drift, "--out", str(tmp_path/"report.md"), "--fail_on", "drift"]).returncode == 3

@@ -8,7 +8,8 @@ import pytest
 from conftest import ROOT, run
 
 from wine_nb.tracking import read_offline_run
-from wine_nb.train import TrainConfig, load_bundle
+from wine_nb.predict import load_model
+from wine_nb.train import TrainConfig
 
 NOTEBOOK = ROOT/"nbs"/"03_training.ipynb"
 
@@ -41,7 +42,7 @@ def test_papermill_run_writes_the_run_folder_with_the_given_parameters(tmp_path,
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "lr = 0.0123" in injected[0].source
     assert any(o.get("data", {}).get("image/png") for c in executed.cells for o in c.get("outputs", []))
-    predictor = load_bundle(out)
+    predictor = load_model(out)
     assert predictor.metadata["metrics"]["test"]["n"] > 0
 
 

@@ -10,14 +10,14 @@ import pytest
 from conftest import ROOT, console_script, run, serving
 
 from wine_nb.data import CSV_NAMES, FEATURES, load_wine
-from wine_nb.serve import BATCH_LIMIT, TYPICAL_WINES, input_bounds
-from wine_nb.tracking import promote
-from wine_nb.train import load_bundle
+from wine_nb.predict import load_model
+from wine_nb.runs import promote
+from wine_nb.serve.inputs import BATCH_LIMIT, TYPICAL_WINES, input_bounds
 
 
 @pytest.fixture(scope="module")
 def predictor(trained_run):
-    return load_bundle(trained_run)
+    return load_model(trained_run)
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_wine_predict_scores_a_file_atomically(trained_run, data_dir, tmp_path, 
     bad = tmp_path/"bad.csv"
     bad.write_text((data_dir/CSV_NAMES["red"]).read_text().replace("\n7.4;0.7;0;1.9;", "\n7.4;0.7;0;-1.9;", 1))
     result = run([console_script("wine_predict"), str(bad), str(tmp_path/"never.csv"), "--model", str(trained_run), "--wine", "red"])
-    assert result.returncode == 1 and "bad.csv, column 'residual_sugar', row 1: -1.9 is outside [0, inf]" in result.stderr
+    assert result.returncode == 1 and "bad.csv, column 'residual_sugar', row 1: -1.9 is outside [0.0, " in result.stderr  # the model's accepted range
     assert "Traceback" not in result.stderr and not (tmp_path/"never.csv").exists()
     result = run([console_script("wine_predict"), str(bad), str(tmp_path/"never.csv"), "--model", str(tmp_path/"nowhere")])
     assert result.returncode == 1 and "no bundle.json in" in result.stderr and not (tmp_path/"never.csv").exists()

@@ -7,7 +7,7 @@ import tempfile
 import httpx
 import pytest
 
-from wine_nb.serve import TYPICAL_WINES
+from wine_nb.serve.inputs import TYPICAL_WINES
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install chromium; .ci/run installs it)")

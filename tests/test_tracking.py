@@ -8,8 +8,9 @@ import time
 import pytest
 from conftest import ROOT, console_script, run
 
-from wine_nb.tracking import list_runs, read_offline_run, read_registry, resolve_alias
-from wine_nb.train import load_model
+from wine_nb.predict import load_model
+from wine_nb.runs import list_runs, read_registry, resolve_alias
+from wine_nb.tracking import read_offline_run
 
 
 def train(out, *extra):
