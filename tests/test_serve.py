@@ -35,7 +35,7 @@ def as_json(wines: pd.DataFrame) -> list:
 def test_health_names_the_model_and_version(server, trained_run, predictor):
     health = httpx.get(f"{server}/health").json()
     assert health["status"] == "ready" and health["backend"] == "torch"
-    assert health["model_id"] == f"{trained_run.name}@{predictor.metadata['weights']['sha256'][:12]}"
+    assert health["model_id"] == f"{trained_run.name}@{predictor.metadata['digest'][:12]}"
     assert health["package_version"] == predictor.metadata["package_version"]
 
 

@@ -6,17 +6,20 @@
 __all__ = ['UCI_URL', 'WINE_TYPES', 'CSV_NAMES', 'CSV_SHA256', 'UCI_COLUMNS', 'FEATURES', 'TARGET', 'DATA_ENV', 'CACHE_ENV',
            'PROBLEMS', 'SPLIT_MODES', 'QUALITY_CLASSES', 'MODEL_INPUTS', 'WineDataError', 'DataUnavailableError',
            'file_sha256', 'write_atomic', 'default_cache_dir', 'download_uci', 'wine_data_dir', 'fetch_wine_data',
-           'wine_data', 'problem', 'snake_case_columns', 'validate_features', 'read_wine_csv', 'load_wine', 'WineSplit',
-           'duplicate_groups', 'split_wines', 'Scaler', 'model_inputs', 'quality_to_class']
+           'wine_data', 'shorten', 'problem', 'snake_case_columns', 'validate_features', 'check_quality',
+           'read_csv_table', 'read_wine_csv', 'load_wine', 'WineSplit', 'duplicate_groups', 'split_wines', 'Scaler',
+           'model_inputs', 'quality_to_class']
 
 # %% ../nbs/00_data.ipynb #00c003
 import hashlib
+import io
 import os
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,13 +180,25 @@ PROBLEMS = dict(missing="value missing (NaN)", number="{value!r} is not a number
                 outside="{value} is outside [{low}, {high}]", integer="{value} is not an integer",
                 wine="{value!r} is not one of ['red', 'white']")  # what is wrong with one value, wherever it was sent
 
+def shorten(value, # Anything to show in a message
+            limit: int = 80, # Most characters shown
+           ) -> str:
+    "`repr(value)`, cut to `limit` characters: a message never echoes a huge value back."
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 1]}…"
+
 def problem(kind: str, # A key of `PROBLEMS`
             value=None, # The value at fault
             low: float|None = None, # Lower end of the accepted range ('outside')
             high: float|None = None, # Upper end ('outside')
            ) -> str:
     "The message for one bad value: files, tables and the service's JSON all say it the same way."
-    return PROBLEMS[kind].format(value=value, low=low, high=high)
+    shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) else _Shown(shorten(value))
+    return PROBLEMS[kind].format(value=shown, low=low, high=high)
+
+class _Shown(str):
+    "Text that `format` shows as it is, with `!r` too (it is already a `repr`)."
+    def __repr__(self): return str(self)
 
 def _first_bad(mask: pd.Series) -> int:
     "1-based row number of the first True in `mask`."
@@ -243,8 +258,32 @@ def validate_features(df: pd.DataFrame, # Wines: the 11 measurements and a `wine
     out.index = df.index
     return out
 
+def check_quality(raw: pd.Series, # A `quality` column, as read
+                  source: str = "input", # Name used in error messages
+                 ) -> pd.Series: # The grades as int64, indexed like `raw`
+    "Check a column of grades like the UCI files hold them: whole numbers from 0 to 10."
+    return _check_column(raw.reset_index(drop=True), TARGET, source, integer=True, high=10).set_axis(raw.index)
+
 # %% ../nbs/00_data.ipynb #00c028
-def read_wine_csv(path: Path, # A UCI wine-quality CSV (`;`-separated, quoted header)
+def read_csv_table(source, # A path, or a binary or text file-like object (an upload)
+                   name: str, # File name used in error messages
+                   limit: int = 1 << 28, # Most bytes accepted, once decompressed
+                   dtype=str, # Column types: text by default; None lets pandas read numbers as numbers
+                  ) -> pd.DataFrame: # The table, every cell as text unless `dtype` says otherwise
+    "A `;`-separated CSV, plain or gzip (told by its first bytes); a file that cannot be read is a `WineDataError`."
+    data = Path(source).read_bytes() if isinstance(source, (str, Path)) else source.read()
+    data = data.encode() if isinstance(data, str) else data
+    if data[:2] == b"\x1f\x8b":
+        try: data = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit + 1)
+        except zlib.error as e: raise WineDataError(f"{name}: a damaged gzip file ({e})") from None
+    if len(data) > limit: raise WineDataError(f"{name}: more than {limit} bytes of CSV")
+    try: return pd.read_csv(io.BytesIO(data), sep=";", dtype=dtype, keep_default_na=False, encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise WineDataError(f"{name}: not UTF-8 text (UTF-16, Windows-1252 or binary?); save it as UTF-8") from None
+    except pd.errors.EmptyDataError: raise WineDataError(f"{name}: the file is empty") from None
+    except pd.errors.ParserError as e: raise WineDataError(f"{name}: not a readable ';'-separated CSV ({e})") from None
+
+def read_wine_csv(path: Path, # A UCI wine-quality CSV (`;`-separated, quoted header), plain or gzip-compressed
                   wine: str, # Its wine type: 'red' or 'white'
                  ) -> pd.DataFrame: # Validated rows: `FEATURES`, `quality`, `wine`
     "Read and validate one UCI wine-quality CSV."
@@ -252,7 +291,7 @@ def read_wine_csv(path: Path, # A UCI wine-quality CSV (`;`-separated, quoted he
     if wine not in WINE_TYPES: raise ValueError(f"wine must be one of {WINE_TYPES}, not {wine!r}")
     if not path.is_file():
         raise DataUnavailableError(f"{path} not found; the folder should hold {list(CSV_NAMES.values())}")
-    raw = pd.read_csv(path, sep=";", dtype=str, keep_default_na=False)
+    raw = read_csv_table(path, path.name)
     columns = [c.strip() for c in raw.columns]
     missing = [c for c in UCI_COLUMNS if c not in columns]
     if missing or len(columns) != len(UCI_COLUMNS):
@@ -262,7 +301,7 @@ def read_wine_csv(path: Path, # A UCI wine-quality CSV (`;`-separated, quoted he
     raw.columns = columns
     raw["wine"] = wine
     out = validate_features(raw, source=path.name)
-    out.insert(len(FEATURES), TARGET, _check_column(raw[TARGET], TARGET, path.name, integer=True, high=10))
+    out.insert(len(FEATURES), TARGET, check_quality(raw[TARGET], path.name))
     return out
 
 # %% ../nbs/00_data.ipynb #00c032

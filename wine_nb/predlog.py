@@ -63,19 +63,29 @@ class PredictionLog:
         self.rows, self.error, self.reason, self.failures = 0, None, None, {}
         with self._lock:
             try: self._open()
-            except (sqlite3.Error, OSError) as e: self._fail(e)
+            except (sqlite3.Error, OSError) as e: self._fail(e)  # the service starts degraded and says why
 
     def _open(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
         connection = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
                                      check_same_thread=False)
         try:
+            self._refuse_foreign(connection)
             if connection.execute("PRAGMA journal_mode=WAL").fetchone()[0] != "wal":
                 raise sqlite3.OperationalError("cannot switch to WAL mode")
             connection.execute("PRAGMA synchronous=NORMAL")
             connection.executescript(_SCHEMA)
         except BaseException: connection.close(); raise
         self._connection = connection
+
+    def _refuse_foreign(self, connection: sqlite3.Connection):
+        "Raise `PredictionLogError` if the database holds anything but an empty file or our `predictions` table."
+        found = connection.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")
+        tables = {name for (name,) in found}
+        columns = [row[1] for row in connection.execute("PRAGMA table_info(predictions)")]
+        if tables - {"predictions"} or (tables and columns != LOG_COLUMNS):
+            raise PredictionLogError(f"{self.path} is not a wine_nb prediction log: it holds other tables "
+                                     f"({sorted(tables)[:5]}); choose another file for the log")
 
     def _fail(self, error: Exception):
         self.reason, self._failed_at = _reason(error, self.path.parent), time.monotonic()

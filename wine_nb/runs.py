@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['BUNDLE_FILE', 'WEIGHTS_FILE', 'BUNDLE_FORMAT', 'REFERENCE_FILE', 'METRICS_FILE', 'REGISTRY_FILE', 'BundleError',
-           'RegistryError', 'bundle_folder', 'write_run', 'RunFolder', 'read_run', 'project_root', 'runs_root',
-           'list_runs', 'best_run', 'read_registry', 'promote', 'resolve_alias', 'locate_run', 'open_run', 'print_runs',
-           'wine_runs', 'wine_promote']
+           'RegistryError', 'bundle_folder', 'bundle_digest', 'write_run', 'RunFolder', 'read_run', 'project_root',
+           'runs_root', 'list_runs', 'best_run', 'read_registry', 'promote', 'resolve_alias', 'locate_run', 'open_run',
+           'print_runs', 'wine_runs', 'wine_promote']
 
 # %% ../nbs/01b_runs.ipynb #01bc003
 import fcntl
@@ -27,7 +27,7 @@ from fastcore.script import call_parse
 from .data import write_atomic
 
 # %% ../nbs/01b_runs.ipynb #01bc006
-BUNDLE_FILE, WEIGHTS_FILE, BUNDLE_FORMAT = "bundle.json", "model.pt", 1
+BUNDLE_FILE, WEIGHTS_FILE, BUNDLE_FORMAT = "bundle.json", "model.pt", 2  # format 2: the bundle carries a digest
 REFERENCE_FILE = "reference.csv.gz"  # a run's training rows (measurements, wine type, grade), kept for drift monitoring
 METRICS_FILE = "metrics.json"  # the network's and the forest's metrics per part, for tools such as DVC
 REGISTRY_FILE = "registry.json"  # aliases → runs, in the runs folder
@@ -49,6 +49,12 @@ def bundle_folder(path: str|Path, # A run folder or its bundle.json
 # %% ../nbs/01b_runs.ipynb #01bc010
 def _sha256(data: bytes) -> str: return hashlib.sha256(data).hexdigest()
 
+def bundle_digest(bundle: dict, # A bundle's content (its `digest` field, if any, is left out)
+                 ) -> str: # Hex sha256 of the canonical JSON
+    "The digest of a bundle: sha256 of its content as canonical JSON (sorted keys, no spaces), without `digest`."
+    content = {k: v for k, v in bundle.items() if k != "digest"}
+    return _sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False).encode())
+
 def write_run(run_dir: str|Path, # Run folder (created if needed)
               bundle: dict, # The bundle's fields: settings, network, scaler, metrics, ...
               weights: bytes, # The serialised `state_dict`
@@ -60,6 +66,7 @@ def write_run(run_dir: str|Path, # Run folder (created if needed)
     write_atomic(run_dir/REFERENCE_FILE, rows)
     bundle = dict(format=BUNDLE_FORMAT, **bundle, weights=dict(file=WEIGHTS_FILE, sha256=_sha256(weights)),
                   reference=dict(file=REFERENCE_FILE, sha256=_sha256(rows), rows=len(reference)))
+    bundle["digest"] = bundle_digest(bundle)
     return write_atomic(run_dir/BUNDLE_FILE, json.dumps(bundle, indent=2).encode())
 
 # %% ../nbs/01b_runs.ipynb #01bc012
@@ -73,8 +80,8 @@ class RunFolder:
 
     @property
     def model_id(self) -> str:
-        "`<run folder name>@<first 12 hex digits of the weights' sha256>`: the id the service reports and logs."
-        return f"{self.path.resolve().name}@{self.meta['weights']['sha256'][:12]}"
+        "`<run folder name>@<first 12 hex digits of the bundle's digest>`: the id the service reports and logs."
+        return f"{self.path.resolve().name}@{self.meta['digest'][:12]}"
 
     def reference(self) -> pd.DataFrame: # The training rows: measurements, `wine`, `quality`
         "The run's training rows, checked against the sha256 in the bundle."
@@ -82,27 +89,47 @@ class RunFolder:
         if spec is None:
             raise BundleError(f"{self.path} has no training reference (trained before wine_nb kept one); "
                               "train it again to monitor drift")
-        file = self.path/spec["file"]
+        file = _named_file(self.path, spec, "reference")
         data = file.read_bytes() if file.is_file() else None
         if data is None or _sha256(data) != spec["sha256"]:
             raise BundleError(f"{file} is missing or does not match the sha256 in {BUNDLE_FILE}")
         return pd.read_csv(io.BytesIO(gzip.decompress(data)))
 
 # %% ../nbs/01b_runs.ipynb #01bc013
+def _named_file(folder: Path, spec, what: str) -> Path:
+    "The file a bundle entry names: a plain file name inside the run folder, with a sha256; else a `BundleError`."
+    name = spec.get("file") if isinstance(spec, dict) else None
+    if not isinstance(name, str) or Path(name).name != name or name in ("", ".", "..") or \
+            not isinstance(spec.get("sha256"), str):
+        raise BundleError(f"{folder/BUNDLE_FILE}: '{what}' must name a file inside the run folder with its sha256, "
+                          f"not {spec!r:.80}")
+    return folder/name
+
+def _load_meta(bundle_path: Path, text: bytes) -> dict:
+    "The bundle's content, checked: JSON, an object, of this format, with an intact digest."
+    try: meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise BundleError(f"{bundle_path} is not valid JSON ({e})") from None
+    found = meta.get("format") if isinstance(meta, dict) else None
+    if found != BUNDLE_FORMAT:
+        hint = "; it was written by an older wine_nb: train it again" if found == 1 else ""
+        raise BundleError(f"{bundle_path}: bundle format {found!r:.40}, expected {BUNDLE_FORMAT}{hint}")
+    try: intact = meta.get("digest") == bundle_digest(meta)
+    except (TypeError, ValueError): intact = False  # values JSON cannot hold canonically (NaN, ...)
+    if not intact:
+        raise BundleError(f"{bundle_path} was changed after training: its content does not match its digest; "
+                          "train again, or restore the file")
+    return meta
+
 def read_run(path: str|Path, # A run folder or its bundle.json
             ) -> RunFolder:
-    "The run folder, checked: finished, readable, of a known format, weights matching their recorded sha256."
+    "The run folder, checked: finished, of a known format, unedited (digest), weights matching their sha256."
     bundle_path = bundle_folder(path)/BUNDLE_FILE
     if not bundle_path.is_file():
         raise BundleError(f"no {BUNDLE_FILE} in {bundle_path.parent}: not a run folder, or a run that did not finish")
     text = bundle_path.read_bytes()
-    try: meta = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise BundleError(f"{bundle_path} is not valid JSON ({e})") from e
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise BundleError(f"{bundle_path}: bundle format {found!r}, expected {BUNDLE_FORMAT}")
-    weights_path = bundle_path.parent/meta["weights"]["file"]
+    meta = _load_meta(bundle_path, text)
+    weights_path = _named_file(bundle_path.parent, meta.get("weights"), "weights")
     if not weights_path.is_file(): raise BundleError(f"{weights_path} is missing")
     weights = weights_path.read_bytes()
     digest = _sha256(weights)

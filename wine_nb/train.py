@@ -16,6 +16,8 @@ import io
 import json
 import logging
 import math
+import shutil
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -72,15 +74,17 @@ class TrainConfig:
 
     def __post_init__(self):
         self.hidden = ",".join(map(str, parse_hidden(self.hidden)))
-        checks = [(self.lr > 0, "lr must be positive"), (self.epochs >= 1, "epochs must be at least 1"),
+        checks = [(self.lr > 0 and math.isfinite(self.lr), "lr must be positive and finite"),
+                  (self.epochs >= 1, "epochs must be at least 1"),
                   (self.batch_size >= 1, "batch_size must be at least 1"),
                   (0 <= self.dropout < 1, "dropout must be in [0, 1)"),
-                  (self.weight_decay >= 0, "weight_decay must be non-negative"),
+                  (0 <= self.weight_decay < math.inf, "weight_decay must be non-negative and finite"),
                   (self.patience >= 0, "patience must be 0 (no early stopping) or more"),
                   (self.bins >= 0, "bins must be 0 (no encoding) or more"),
                   (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-                  (self.mad_weight >= 0, "mad_weight must be non-negative"),
-                  (self.temperature > 0, "temperature must be positive"), (self.heads >= 1, "heads must be at least 1"),
+                  (0 <= self.mad_weight < math.inf, "mad_weight must be non-negative and finite"),
+                  (0 < self.temperature < math.inf, "temperature must be positive and finite"),
+                  (self.heads >= 1, "heads must be at least 1"),
                   (self.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}"),
                   (self.wine in WINE_TYPES + ("both",), "wine must be 'red', 'white' or 'both'"),
                   (self.split in SPLIT_MODES, f"split must be one of {SPLIT_MODES}"),
@@ -422,6 +426,22 @@ class RunResult:
     config: TrainConfig # Settings used (W&B mode resolved)
     seconds: float # Wall time of the run
 
+def _open_run_dir(run_dir: Path) -> bool: # True if this call created the folder
+    "Create the run folder and check that a file can be written in it, before any work; a `ValueError` if not."
+    existed = run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tempfile.NamedTemporaryFile(dir=run_dir, prefix=".write-check-").close()
+    except OSError as e: raise ValueError(f"cannot write the run folder {run_dir}: {e.strerror or e}") from None
+    return not existed
+
+def _mark_failed(run_dir: Path, created: bool, error: BaseException):
+    "After a failed run: remove the folder if this run created it, else leave `FAILED` in it saying why."
+    if created: shutil.rmtree(run_dir, ignore_errors=True)
+    else:
+        try: write_atomic(run_dir/"FAILED", f"{type(error).__name__}: {error}\n".encode())
+        except OSError: pass  # the folder may be the reason the run failed
+
 METRIC_COLUMNS = ["accuracy", "mad", "expected_mad", "ece", "nll", "within_one", "macro_f1", "n"]
 
 def metrics_table(result: RunResult, # A finished run
@@ -441,8 +461,15 @@ def run_training(cfg: TrainConfig|None = None, # Settings; defaults if None
     run_dir = Path(out_dir) if out_dir else default_run_dir(cfg)
     if (run_dir/BUNDLE_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; choose another out_dir")
+    created = _open_run_dir(run_dir)
+    try: return _train_into(cfg, data_dir, run_dir, started)
+    except BaseException as e:
+        _mark_failed(run_dir, created, e)
+        raise
+
+def _train_into(cfg: TrainConfig, data_dir, run_dir: Path, started: float) -> RunResult:
+    "The body of `run_training`, once the run folder is known to be writable."
     data = prepare_data(load_wine(cfg.wine, data_dir), cfg)
-    run_dir.mkdir(parents=True, exist_ok=True)
     wandb_run = start_wandb(asdict(cfg), run_dir, cfg.wandb_mode, cfg.wandb_project)
     try:
         predictor, history = fit_predictor(cfg, data, on_epoch=lambda record: log_epoch(wandb_run, record))
@@ -482,6 +509,6 @@ def wine_train(args: list|None = None, # Command-line arguments; `sys.argv[1:]` 
     options = vars(_train_parser().parse_args(args))
     data_dir, out_dir = options.pop("data_dir"), options.pop("out_dir")
     try: result = run_training(TrainConfig(**options), data_dir, out_dir)
-    except (ValueError, WineDataError, DataUnavailableError, FileExistsError) as e:
+    except (ValueError, WineDataError, DataUnavailableError, FileExistsError, OSError) as e:
         raise SystemExit(f"wine_train: error: {e}") from None
     print(f"run folder: {result.run_dir}\n{metrics_table(result).round(3).to_string()}\n{result.seconds:.1f} s")

@@ -8,6 +8,7 @@ __all__ = ['BACKENDS', 'ServeConfig', 'ServingModel', 'predict_frame', 'Predicti
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc002
 import logging
+import sys
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -60,12 +61,15 @@ class ServeConfig:
 
     def __post_init__(self):
         self.model = str(self.model)
+        scheme = str(self.log_db).split("://")[0] if "://" in str(self.log_db) else None
         checks = [(self.backend in BACKENDS, f"backend must be one of {BACKENDS}"),
                   (self.log_policy in LOG_POLICIES, f"log_policy must be one of {LOG_POLICIES}"),
                   (self.margin >= 0, "margin must be non-negative"),
                   (self.batch_limit >= 1, "batch_limit must be at least 1"),
                   (self.drift_every >= 0, "drift_every must be non-negative"),
-                  (self.drift_window >= 1, "drift_window must be at least 1")]
+                  (self.drift_window >= 1, "drift_window must be at least 1"),
+                  (scheme is None, "log_db must be a file path or 'off': a URL scheme such as "
+                                   f"{scheme!r} is not supported")]
         errors = [f"{message}, not {getattr(self, message.split()[0])!r}" for ok, message in checks if not ok]
         if errors: raise ValueError("invalid service config: " + "; ".join(errors))
 
@@ -106,7 +110,8 @@ def predict_frame(model: ServingModel, # The loaded model
     wines = validate_wines(raw, model.bounds, source)
     proba = model.proba(wines[FEATURES].to_numpy(), (wines["wine"] == "red").to_numpy())
     scored = prediction_frame(proba, model.classes, raw.index).rename(columns={"quality": "predicted_quality"})
-    return raw.assign(wine=wines["wine"]).join(scored)
+    checked = wines[[c for c in ("wine", "quality") if c in wines.columns]]  # a `quality` column, validated
+    return raw.assign(**checked).join(scored)
 
 # %% ../../nbs/05d_serve_app.ipynb #05c041
 class Prediction(BaseModel):
@@ -136,6 +141,13 @@ def _batch_openapi(wine: dict, limit: int) -> dict:
 def _body_openapi(schema: dict) -> dict:
     "OpenAPI request body for a route that reads and validates its JSON body itself (one pass, no FastAPI parsing)."
     return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+def _not_json(request: Request) -> JSONResponse|None:
+    "415 unless the request says its body is JSON: a form or text POST from another site cannot add predictions."
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind == "application/json": return None
+    detail = f"send the wines as JSON (Content-Type: application/json), not {kind or 'no type'!r:.60}"
+    return JSONResponse({"detail": detail}, 415)
 
 def _unprocessable(errors: list, status: int = 422) -> JSONResponse:
     "FastAPI's error shape: a list of {loc, msg, type}, `loc` starting with 'body'."
@@ -188,6 +200,7 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
               responses={503: {"description": "The prediction log cannot be written (log_policy require)"}})
     async def predict(request: Request) -> Response:
         started = time.perf_counter()
+        if refusal := _not_json(request): return refusal
         try: features, is_red = parse_wine(await request.body(), model.bounds)
         except BatchError as e: return _unprocessable(e.details(), e.status)
         proba = model.proba(features, is_red)[0]
@@ -206,6 +219,7 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
               openapi_extra=_body_openapi(_batch_openapi(Wine.model_json_schema(), batch_limit)),
               responses={503: {"description": "The prediction log cannot be written (log_policy require)"}})
     async def predict_batch(request: Request) -> Response:
+        if refusal := _not_json(request): return refusal
         started, body = time.perf_counter(), await request.body()
         try: features, is_red = await run_in_threadpool(parse_batch, body, model.bounds, batch_limit)
         except BatchError as e: return _unprocessable(e.details(), e.status)
@@ -259,11 +273,23 @@ class DriftMonitor:
 def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, log: PredictionLog|None,
                      drift: DriftMonitor|None, config: ServeConfig):
     "GET /, /health, /model, /drift and /metrics."
-    @app.get("/health", summary="Readiness, the model served and the state of the prediction log")
-    async def health() -> dict:
+    def state() -> dict:
         logged = dict(enabled=False) if log is None else dict(enabled=True, **log.status())
         return dict(status="ready" if log is None or logged["ok"] else "degraded", model_id=model.model_id,
                     backend=model.backend, package_version=wine_nb.__version__, prediction_log=logged)
+
+    @app.get("/health", summary="The model served, the state of the prediction log, and ready or degraded")
+    async def health() -> dict: return state()
+
+    @app.get("/health/live", summary="200 while the process runs (liveness)")
+    async def live() -> dict: return dict(status="alive")
+
+    @app.get("/health/ready", summary="200 when predictions can be served, else 503 (readiness)",
+             responses={503: {"description": "Predictions cannot be served: the prediction log cannot be written"}})
+    async def ready() -> JSONResponse:
+        now = state()
+        ok = now["status"] == "ready" or config.log_policy == "best_effort"
+        return JSONResponse(now, 200 if ok else 503)
 
     @app.get("/model", summary="The model's metadata and the accepted range of each measurement")
     async def model_info() -> dict:
@@ -335,8 +361,12 @@ def wine_serve(args: list|None = None, # Command-line arguments; `sys.argv[1:]` 
     host, port, log_level = options.pop("host"), options.pop("port"), options.pop("log_level")
     torch.set_num_threads(1)  # many tiny requests: threads would only contend; concurrency comes from the server
     try: app = create_app(ServeConfig(**options))
-    except (BundleError, RegistryError, ValueError) as e:
+    except (BundleError, RegistryError, PredictionLogError, ValueError) as e:
         raise SystemExit(f"wine_serve: error: cannot serve {options['model']}: {e}") from None
+    if app.state.log is not None and not app.state.log.status()["ok"]:
+        print(f"wine_serve: warning: the prediction log cannot be written ({app.state.log.status()['error']}); "
+              f"predictions are {'refused (503)' if options['log_policy'] == 'require' else 'not logged'} "
+              "until it can", file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 # %% ../../nbs/05d_serve_app.ipynb #05c059
@@ -358,7 +388,9 @@ def wine_predict(args: list|None = None, # Command-line arguments; `sys.argv[1:]
     try:
         served = ServingModel(ServeConfig(**options))
         if not source.is_file(): raise WineDataError(f"{source}: no such file")
+        if output.is_dir(): raise WineDataError(f"{output} is a folder; give the path of the CSV file to write")
         scored = predict_frame(served, read_wines_csv(source, wine, source.name), source.name)
     except (BundleError, RegistryError, WineDataError, ValueError) as e:
         raise SystemExit(f"wine_predict: error: {e}") from None
-    write_atomic(output, scored.to_csv(sep=";", index=False).encode())
+    try: write_atomic(output, scored.to_csv(sep=";", index=False).encode())
+    except OSError as e: raise SystemExit(f"wine_predict: error: cannot write {output}: {e.strerror or e}") from None

@@ -7,13 +7,16 @@ __all__ = ['INPUT_MARGIN', 'BATCH_LIMIT', 'MAX_BODY_BYTES', 'TYPICAL_WINES', 'in
            'parse_wine', 'parse_batch', 'wine_schema', 'read_wines_csv', 'validate_wines']
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05ac003
+import json
+
 import orjson
 import pandas as pd
 import numpy as np
 from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ..data import FEATURES, WINE_TYPES, WineDataError, problem, snake_case_columns, validate_features
+from ..data import (FEATURES, WINE_TYPES, WineDataError, check_quality, problem, read_csv_table, shorten,
+                          snake_case_columns, validate_features)
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05c009
 INPUT_MARGIN = 0.5  # share of the training span added on each side of a measurement's training range
@@ -51,14 +54,20 @@ class BatchError(ValueError):
 # %% ../../nbs/05a_serve_inputs.ipynb #05ac012
 _FIELDS = frozenset(FEATURES) | {"wine"}
 
+def _key(name: str) -> str:
+    "A key as an error's `loc` shows it: cut to 40 characters, so a huge unknown key is not echoed back."
+    return name if len(name) <= 40 else f"{name[:39]}…"
+
 def _shape_errors(rows: list, loc: list) -> list:
     "Each wine must be an object with exactly the eleven measurements and `wine`: the first wine that is not."
     for i, row in enumerate(rows):
         if not isinstance(row, dict): return [BatchError([*loc, i], "each wine must be an object")]
         if row.keys() != _FIELDS:
             missing, extra = sorted(_FIELDS - row.keys()), sorted(row.keys() - _FIELDS)
-            return [BatchError([*loc, i, name], f"missing field(s) {missing}, unknown field(s) {extra}")
-                    for name in (missing + extra)]
+            names = ", ".join(shorten(k, 40) for k in extra[:5]) + (", …" if len(extra) > 5 else "")
+            message = f"missing field(s) {missing}, unknown field(s) [{names}]"
+            return [BatchError([*loc, i, _key(name)], message)
+                    for name in (missing + extra)[:6]]
     return []
 
 def _column_error(values: list, name: str, low: float, high: float, loc: list) -> BatchError|None:
@@ -74,21 +83,36 @@ def _raise(errors: list):
     errors[0].errors = errors
     raise errors[0]
 
+_NUMBER_TYPES, _WINE_NAMES = frozenset({float, int}), frozenset(WINE_TYPES)
+
+def _accepted(rows: list, bounds: dict) -> tuple|None:
+    "Well-formed wines that break no rule, as (measurements, is_red), found at the cost of a few passes; else None."
+    flat, wine = [row[f] for row in rows for f in FEATURES], [row["wine"] for row in rows]
+    if not (set(map(type, flat)) <= _NUMBER_TYPES and set(map(type, wine)) <= {str} and set(wine) <= _WINE_NAMES):
+        return None
+    limits = [bounds[f] for f in FEATURES]
+    if len(rows) == 1: inside = all(lo <= v <= hi for v, (lo, hi) in zip(flat, limits))
+    else:
+        values, limits = np.array(flat, dtype="float64").reshape(len(rows), len(FEATURES)), np.array(limits)
+        inside = bool(((values >= limits[:, 0]) & (values <= limits[:, 1])).all())
+    if not inside: return None
+    return np.array(flat, dtype="float64").reshape(len(rows), len(FEATURES)), np.array(wine) == "red"
+
 def check_wines(rows: list, # JSON wines (dicts), as parsed
                 bounds: dict, # {feature: [low, high]}, from `input_bounds`
                 loc: list = ["body", "wines"], # Where the list sits in the request, for error locations
                ) -> tuple: # (measurements rows × 11 float64, is_red)
     "Check JSON wines by the service's rules, column by column; raise `BatchError`, every problem in its `.errors`."
     errors = _shape_errors(rows, loc)
+    if not errors and (accepted := _accepted(rows, bounds)) is not None: return accepted
     if errors and not (len(rows) == 1 and isinstance(rows[0], dict)): _raise(errors)  # a batch stops at its first
-    if all("wine" in row for row in rows):
+    if all("wine" in row for row in rows):  # something is wrong: find each bad column's first bad wine, and say why
         wine = [row["wine"] for row in rows]
         bad = [i for i, w in enumerate(wine) if type(w) is not str or w not in WINE_TYPES]
         if bad: errors.append(BatchError([*loc, bad[0], "wine"], problem("wine", wine[bad[0]])))
     columns = {f: [row[f] for row in rows] for f in FEATURES if all(f in row for row in rows)}
     errors += [e for f, values in columns.items() if (e := _column_error(values, f, *bounds[f], loc))]
-    if errors: _raise(errors)
-    return np.array(list(columns.values()), dtype="float64").T, np.array([w == "red" for w in wine])
+    _raise(errors)
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05ac014
 def _loads(body: bytes) -> object:
@@ -96,16 +120,29 @@ def _loads(body: bytes) -> object:
     try: return orjson.loads(body)
     except orjson.JSONDecodeError as e: raise BatchError(["body"], f"not valid JSON ({e})") from None
 
+def _duplicate_keys(body: bytes, pairs: int) -> list:
+    "Errors for keys given twice in one JSON object; `pairs` is how many key-value pairs a valid body holds."
+    if body.count(b":") == pairs: return []  # each pair needs a colon: as many colons as pairs, no key given twice
+    found = []
+    def pairs_hook(items):
+        keys = [k for k, _ in items]
+        found.extend(k for k in dict.fromkeys(keys) if keys.count(k) > 1)
+        return dict(items)
+    json.loads(body, object_pairs_hook=pairs_hook)
+    return [BatchError(["body", _key(k)], f"key {shorten(k, 40)} is given more than once") for k in found]
+
 def parse_wine(body: bytes, # Request body: one wine as a JSON object
                bounds: dict, # {feature: [low, high]}, from `input_bounds`
               ) -> tuple: # (measurements 1 × 11, is_red (1,))
     "Parse and check one JSON wine (`/predict`); raise `BatchError`, every bad field in its `.errors`."
     wine = _loads(body)
     if not isinstance(wine, dict): raise BatchError(["body"], "expected a JSON object: one wine")
-    try: return check_wines([wine], bounds, ["body"])
+    try: checked = check_wines([wine], bounds, ["body"])
     except BatchError as e:
         for error in e.errors: error.loc = ["body", *error.loc[2:]]  # one wine: no index
         raise
+    if twice := _duplicate_keys(body, len(_FIELDS)): _raise(twice)
+    return checked
 
 def parse_batch(body: bytes, # Request body: {"wines": [wine, ...]}
                 bounds: dict, # {feature: [low, high]}, from `input_bounds`
@@ -119,7 +156,9 @@ def parse_batch(body: bytes, # Request body: {"wines": [wine, ...]}
     if not 1 <= len(rows) <= limit:
         raise BatchError(["body", "wines"], f"{len(rows)} wines; send 1 to {limit} per request",
                          422 if rows == [] else 413)
-    return check_wines(rows, bounds)
+    checked = check_wines(rows, bounds)
+    if twice := _duplicate_keys(body, 1 + len(_FIELDS) * len(rows)): _raise(twice)
+    return checked
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05c012
 def wine_schema(bounds: dict, # {feature: [low, high]}, from `input_bounds`
@@ -136,10 +175,8 @@ def read_wines_csv(source, # Path or file-like object: a CSV in the UCI format (
                    wine: str|None = None, # Wine type of every row, when the file has no `wine` column
                    name: str = "input", # Name used in error messages
                   ) -> pd.DataFrame: # The rows as read, snake_case columns, with a `wine` column
-    "Read wines from a UCI-format CSV; the wine type comes from a `wine` column or from `wine`, exactly one of them."
-    try: raw = snake_case_columns(pd.read_csv(source, sep=";", keep_default_na=False))
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise WineDataError(f"{name}: not a readable ';'-separated CSV ({e})") from None
+    "Read wines from a UCI-format CSV (plain or gzip); the wine type from a `wine` column or `wine`, exactly one."
+    raw = snake_case_columns(read_csv_table(source, name, MAX_BODY_BYTES, dtype=None))
     unknown = [c for c in raw.columns if c not in FEATURES + ["wine", "quality"]]
     if unknown:
         raise WineDataError(f"{name}: unexpected column(s) {unknown}; expected the UCI header (';'-separated) "
@@ -152,9 +189,11 @@ def read_wines_csv(source, # Path or file-like object: a CSV in the UCI format (
     return raw if wine is None else raw.assign(wine=wine)
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05c031
-def validate_wines(raw: pd.DataFrame, # Wines as read: the 11 measurements and `wine`
+def validate_wines(raw: pd.DataFrame, # Wines as read: the 11 measurements, `wine` and optionally `quality`
                    bounds: dict, # {feature: [low, high]}, from `input_bounds`
                    source: str = "input", # Name used in error messages
-                  ) -> pd.DataFrame: # Validated copy: `FEATURES` as float64, then `wine`
-    "`validate_features` with the service's accepted ranges: the same rules and messages as the JSON routes."
-    return validate_features(raw, source, bounds=bounds)
+                  ) -> pd.DataFrame: # Validated copy: `FEATURES` as float64, `wine`, and `quality` if present
+    "`validate_features` with the service's accepted ranges; a `quality` column is checked as the loader does."
+    raw = snake_case_columns(raw)
+    wines = validate_features(raw, source, bounds=bounds)
+    return wines.assign(quality=check_quality(raw["quality"], source)) if "quality" in raw.columns else wines

@@ -122,23 +122,39 @@ class ServiceMetrics:
 
 # %% ../../nbs/05b_serve_metrics.ipynb #05bc011
 class MeasureRequests:
-    "ASGI middleware: refuse oversized bodies (413), count and time every request by route template."
+    "ASGI middleware: refuse oversized bodies (413), declared or streamed; count and time every request by route."
     def __init__(self,
                  app, # The ASGI app it wraps
                  metrics: ServiceMetrics, # Where counts and timings go
-                ): self.app, self.metrics = app, metrics
+                 limit: int = MAX_BODY_BYTES, # Most bytes of request body accepted
+                ): self.app, self.metrics, self.limit = app, metrics, limit
+
+    def _too_large(self) -> JSONResponse:
+        return JSONResponse({"detail": f"request body over {self.limit} bytes; send at most {BATCH_LIMIT} wines"}, 413)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http": return await self.app(scope, receive, send)
-        started, status = time.perf_counter(), [500]
+        started, state = time.perf_counter(), dict(status=500, began=False, refused=False, received=0)
         async def send_and_note(message):
-            if message["type"] == "http.response.start": status[0] = message["status"]
+            if state["refused"]: return  # the 413 has been sent: the app's own answer goes nowhere
+            if message["type"] == "http.response.start": state.update(status=message["status"], began=True)
             await send(message)
-        length = dict(scope["headers"]).get(b"content-length", b"0")
-        if not length.isdigit() or int(length) > MAX_BODY_BYTES:
-            await JSONResponse({"detail": f"request body over {MAX_BODY_BYTES} bytes; "
-                                          f"send at most {BATCH_LIMIT} wines"}, 413)(scope, receive, send_and_note)
-        else: await self.app(scope, receive, send_and_note)
+        async def receive_counted():
+            if state["refused"]: return {"type": "http.disconnect"}
+            message = await receive()
+            state["received"] += len(message.get("body", b""))
+            if state["received"] > self.limit and not state["began"]:  # refuse at once, then tell the app to stop
+                await self._too_large()(scope, receive, send_and_note)
+                state["refused"] = True
+                return {"type": "http.disconnect"}
+            return message
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._too_large()(scope, receive, send_and_note)
+        else:
+            try: await self.app(scope, receive_counted, send_and_note)
+            except Exception:
+                if not state["refused"]: raise  # the app gave up reading the refused body: that is expected
         route = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.requests.labels(scope["method"], route, str(status[0])).inc()
+        self.metrics.requests.labels(scope["method"], route, str(state["status"])).inc()
         self.metrics.latency.labels(route).observe(time.perf_counter() - started)
