@@ -19,5 +19,5 @@ VOLUME /var/lib/wine_nb
 USER wine
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --retries=3 \
-  CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2).status != 200)"
+  CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/health/ready', timeout=2).status != 200)"
 CMD ["wine_serve", "--model", "/app/runs/default", "--host", "0.0.0.0", "--port", "8000"]
