@@ -80,3 +80,9 @@ def test_bad_parameter_fails_before_writing(tmp_path, data_dir):
     assert result.returncode != 0
     assert "wine must be 'red', 'white' or 'both'" in result.stderr + result.stdout
     assert sorted(p.name for p in out.iterdir()) == ["training.ipynb"]
+
+
+def test_a_parameter_of_the_wrong_type_is_named(tmp_path, data_dir):
+    result = papermill(tmp_path/"typed", ("lr", "abc"), ("epochs", "2.5"), ("data_dir", data_dir))
+    assert result.returncode != 0
+    assert "lr must be float, not 'abc' (str); epochs must be int, not 2.5 (float)" in result.stderr + result.stdout

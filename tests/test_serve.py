@@ -190,3 +190,13 @@ def test_smoke_script_serves_a_run_and_fails_on_a_broken_one(trained_run, tmp_pa
     (broken/"model.pt").write_bytes(b"not a model")
     result = run([sys.executable, str(ROOT/".ci"/"smoke.py"), str(broken), "--timeout", "30"])
     assert result.returncode != 0 and "wine_serve exited" in result.stderr
+
+
+def test_wine_serve_says_what_it_serves(trained_run, predictor, tmp_path):
+    "At start, on stderr: the model id, the backend, the URL and the prediction log."
+    from conftest import start_server, stop
+    proc, url = start_server(trained_run, args=("--log_db", tmp_path/"log.sqlite"))
+    stop(proc)
+    said = proc.stderr.read()
+    model_id = f"{trained_run.name}@{predictor.metadata['digest'][:12]}"
+    assert f"wine_serve: serving {model_id} (torch backend) on {url}; prediction log {tmp_path/'log.sqlite'}" in said, said

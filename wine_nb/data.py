@@ -176,9 +176,9 @@ def wine_data(out: str = "data/wine-quality", # Folder to write the verified CSV
     for name, digest in written.items(): print(f"{Path(out)/name}  sha256 {digest}")
 
 # %% ../nbs/00_data.ipynb #00c024
-PROBLEMS = dict(missing="value missing (NaN)", number="{value!r} is not a number", finite="{value} is not finite",
+PROBLEMS = dict(missing="value missing (NaN)", number="{value} is not a number", finite="{value} is not finite",
                 outside="{value} is outside [{low}, {high}]", integer="{value} is not an integer",
-                wine="{value!r} is not one of ['red', 'white']")  # what is wrong with one value, wherever it was sent
+                wine="{value} is not one of ['red', 'white']")  # what is wrong with one value, wherever it was sent
 
 def shorten(value, # Anything to show in a message
             limit: int = 80, # Most characters shown
@@ -193,12 +193,8 @@ def problem(kind: str, # A key of `PROBLEMS`
             high: float|None = None, # Upper end ('outside')
            ) -> str:
     "The message for one bad value: files, tables and the service's JSON all say it the same way."
-    shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) else _Shown(shorten(value))
-    return PROBLEMS[kind].format(value=shown, low=low, high=high)
-
-class _Shown(str):
-    "Text that `format` shows as it is, with `!r` too (it is already a `repr`)."
-    def __repr__(self): return str(self)
+    shown = value if isinstance(value, (int, float)) and not isinstance(value, bool) else shorten(value)
+    return PROBLEMS[kind].format(value=shown, low=low, high=high)  # numbers as they read, anything else as a repr
 
 def _first_bad(mask: pd.Series) -> int:
     "1-based row number of the first True in `mask`."

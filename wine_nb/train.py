@@ -38,7 +38,7 @@ from .data import (FEATURES, MODEL_INPUTS, QUALITY_CLASSES, SPLIT_MODES, TARGET,
                           validate_features, write_atomic)
 from .model import WineMLP, count_parameters, parse_hidden
 from .predict import WinePredictor, build_network, grades, load_model
-from .report import plot_confusion, save_figure, settings_parser
+from .report import add_log_level, configure_logging, plot_confusion, save_figure, settings_parser
 from .runs import BUNDLE_FILE, METRICS_FILE, runs_root, write_run
 from .tracking import WANDB_MODES, finish_wandb, log_epoch, resolve_wandb_mode, start_wandb
 
@@ -73,6 +73,7 @@ class TrainConfig:
     wandb_project: str = "wine_nb" # W&B project name
 
     def __post_init__(self):
+        self._check_types()
         self.hidden = ",".join(map(str, parse_hidden(self.hidden)))
         checks = [(self.lr > 0 and math.isfinite(self.lr), "lr must be positive and finite"),
                   (self.epochs >= 1, "epochs must be at least 1"),
@@ -91,6 +92,17 @@ class TrainConfig:
                   (self.wandb_mode in WANDB_MODES, f"wandb_mode must be one of {WANDB_MODES}")]
         errors = [f"{message} (got {getattr(self, message.split()[0])!r})" for ok, message in checks if not ok]
         if errors: raise ValueError("invalid training config: " + "; ".join(errors))
+
+    def _check_types(self):
+        "Each setting of its field's type (an int is a float; `hidden` may be a list), else a `TypeError` naming it."
+        wrong = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "hidden" and isinstance(value, (list, tuple, int)): continue
+            kinds = (int, float) if f.type is float else f.type
+            if isinstance(value, bool) != (f.type is bool) or not isinstance(value, kinds):
+                wrong.append(f"{f.name} must be {f.type.__name__}, not {value!r:.40} ({type(value).__name__})")
+        if wrong: raise TypeError("invalid training config: " + "; ".join(wrong))
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -501,13 +513,14 @@ def _train_parser():
                              prog="wine_train")
     parser.add_argument("--data_dir", help="Folder with the CSVs (else $WINE_NB_DATA_DIR, the cache, or a download)")
     parser.add_argument("--out_dir", help="Run folder (default: runs/<wine>-<split>-<time>-s<seed>)")
-    return parser
+    return add_log_level(parser)
 
 def wine_train(args: list|None = None, # Command-line arguments; `sys.argv[1:]` if None
               ):
     "Train the wine-quality network and write a run folder (weights, bundle.json, plots)."
     options = vars(_train_parser().parse_args(args))
     data_dir, out_dir = options.pop("data_dir"), options.pop("out_dir")
+    configure_logging("wine_train", options.pop("log_level"))
     try: result = run_training(TrainConfig(**options), data_dir, out_dir)
     except (ValueError, WineDataError, DataUnavailableError, FileExistsError, OSError) as e:
         raise SystemExit(f"wine_train: error: {e}") from None

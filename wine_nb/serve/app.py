@@ -8,7 +8,6 @@ __all__ = ['BACKENDS', 'ServeConfig', 'ServingModel', 'predict_frame', 'Predicti
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc002
 import logging
-import sys
 import sqlite3
 import time
 from dataclasses import dataclass, replace
@@ -35,7 +34,7 @@ from ..onnx import OnnxPredictor
 from ..predict import grades, load_model, prediction_frame
 from ..predlog import (LOG_POLICIES, PredictionLog, PredictionLogError, default_log_path, log_row, log_rows,
                              read_log)
-from ..report import settings_parser
+from ..report import add_log_level, configure_logging, settings_parser
 from ..runs import BundleError, RegistryError, open_run
 from .inputs import (BATCH_LIMIT, INPUT_MARGIN, BatchError, input_bounds, parse_batch, parse_wine,
                                   read_wines_csv, validate_wines, wine_schema)
@@ -340,7 +339,7 @@ def create_app(config: ServeConfig|str|Path, # Settings, or just the model to se
     app.add_exception_handler(RequestValidationError, _invalid_request)
     _add_prediction_routes(app, model, metrics, _recorder(log, config.log_policy, metrics), config.batch_limit)
     _add_info_routes(app, model, metrics, log, drift, config)
-    _logger.info("serving %s (%s backend), prediction log %s", model.model_id, config.backend,
+    _logger.debug("app for %s (%s backend), prediction log %s", model.model_id, config.backend,
                  log.path if log else "off")
     return app
 
@@ -351,22 +350,24 @@ def _serve_parser():
                              prog="wine_serve")
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port")
-    parser.add_argument("--log_level", default="warning", help="uvicorn's log level")
-    return parser
+    return add_log_level(parser)
 
 def wine_serve(args: list|None = None, # Command-line arguments; `sys.argv[1:]` if None
               ):
     "Serve a trained run folder over HTTP (FastAPI + uvicorn); refuse to start if it cannot be loaded."
     options = vars(_serve_parser().parse_args(args))
     host, port, log_level = options.pop("host"), options.pop("port"), options.pop("log_level")
+    configure_logging("wine_serve", log_level)
     torch.set_num_threads(1)  # many tiny requests: threads would only contend; concurrency comes from the server
     try: app = create_app(ServeConfig(**options))
     except (BundleError, RegistryError, PredictionLogError, ValueError) as e:
         raise SystemExit(f"wine_serve: error: cannot serve {options['model']}: {e}") from None
-    if app.state.log is not None and not app.state.log.status()["ok"]:
-        print(f"wine_serve: warning: the prediction log cannot be written ({app.state.log.status()['error']}); "
-              f"predictions are {'refused (503)' if options['log_policy'] == 'require' else 'not logged'} "
-              "until it can", file=sys.stderr)
+    log = app.state.log
+    _logger.info("serving %s (%s backend) on http://%s:%d; prediction log %s", app.state.model.model_id,
+                 options["backend"], host, port, log.path if log else "off")
+    if log is not None and not log.status()["ok"]:
+        _logger.warning("the prediction log cannot be written (%s); predictions are %s until it can",
+                        log.status()["error"], "refused (503)" if options["log_policy"] == "require" else "not logged")
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 # %% ../../nbs/05d_serve_app.ipynb #05c059
@@ -375,6 +376,7 @@ def _predict_parser():
     parser = settings_parser(ServeConfig,
                              "Score a CSV of wines with a trained run folder; write the predictions atomically.",
                              ["model", "backend", "margin"], prog="wine_predict")
+    add_log_level(parser)
     parser.add_argument("input", help="CSV in the UCI format (';'-separated), with a 'wine' column or --wine")
     parser.add_argument("output", help="CSV to write (';'-separated): the input rows and the predictions")
     parser.add_argument("--wine", choices=WINE_TYPES, help="Wine type of every row, if the file has no 'wine' column")
@@ -385,6 +387,7 @@ def wine_predict(args: list|None = None, # Command-line arguments; `sys.argv[1:]
     "Score a CSV of wines with a trained run folder; write the predictions atomically."
     options = vars(_predict_parser().parse_args(args))
     source, output, wine = Path(options.pop("input")), Path(options.pop("output")), options.pop("wine")
+    configure_logging("wine_predict", options.pop("log_level"))
     try:
         served = ServingModel(ServeConfig(**options))
         if not source.is_file(): raise WineDataError(f"{source}: no such file")
