@@ -91,12 +91,13 @@ def _accepted(rows: list, bounds: dict) -> tuple|None:
     if not (set(map(type, flat)) <= _NUMBER_TYPES and set(map(type, wine)) <= {str} and set(wine) <= _WINE_NAMES):
         return None
     limits = [bounds[f] for f in FEATURES]
-    if len(rows) == 1: inside = all(lo <= v <= hi for v, (lo, hi) in zip(flat, limits))
-    else:
-        values, limits = np.array(flat, dtype="float64").reshape(len(rows), len(FEATURES)), np.array(limits)
-        inside = bool(((values >= limits[:, 0]) & (values <= limits[:, 1])).all())
-    if not inside: return None
-    return np.array(flat, dtype="float64").reshape(len(rows), len(FEATURES)), np.array(wine) == "red"
+    if len(rows) == 1:  # one wine: plain comparisons beat NumPy's per-call cost
+        if not all(lo <= v <= hi for v, (lo, hi) in zip(flat, limits)): return None
+    values = np.array(flat, dtype="float64").reshape(len(rows), len(FEATURES))
+    if len(rows) > 1:
+        limits = np.array(limits)
+        if not ((values >= limits[:, 0]) & (values <= limits[:, 1])).all(): return None
+    return values, np.array(wine) == "red"
 
 def check_wines(rows: list, # JSON wines (dicts), as parsed
                 bounds: dict, # {feature: [low, high]}, from `input_bounds`
