@@ -28,7 +28,8 @@ def call(url: str, body: dict | None = None) -> tuple:
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(url, data, {"content-type": "application/json"} if data else {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response: return response.status, json.loads(response.read())
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e: return e.code, json.loads(e.read() or b"null")
 
 
@@ -52,12 +53,14 @@ def main() -> int:
     try:
         deadline = time.monotonic() + args.timeout
         while True:
-            if server.poll() is not None: raise SystemExit(f"smoke: wine_serve exited {server.returncode}: {server.stderr.read()[-2000:]}")
+            if server.poll() is not None:
+                raise SystemExit(f"smoke: wine_serve exited {server.returncode}: {server.stderr.read()[-2000:]}")
             try:
                 status, health = call(f"{base}/health")
                 break
             except OSError:
-                if time.monotonic() > deadline: raise SystemExit(f"smoke: no answer from {base} within {args.timeout:.0f} s") from None
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"smoke: no answer from {base} within {args.timeout:.0f} s") from None
                 time.sleep(0.3)
         assert status == 200 and health["model_id"], health
         for wine in TYPICAL_WINES.values():
@@ -66,7 +69,8 @@ def main() -> int:
             check_prediction(answer)
         status, batch = call(f"{base}/predict/batch", {"wines": list(TYPICAL_WINES.values())})
         assert status == 200 and batch["n"] == len(TYPICAL_WINES), batch
-        assert all(q in range(3, 10) for q in batch["quality"]) and all(abs(sum(p) - 1) < 1e-4 for p in batch["probabilities"]), batch
+        assert all(q in range(3, 10) for q in batch["quality"]), batch
+        assert all(abs(sum(p) - 1) < 1e-4 for p in batch["probabilities"]), batch
         print(f"smoke: {health['model_id']} ({args.backend}) answered /health, /predict and /predict/batch on {base}")
         return 0
     except AssertionError as e:

@@ -25,13 +25,23 @@ import time
 from pathlib import Path
 
 import numpy as np
-from serve_speed import accepted_wines, batch_request, http_request, measure, median_of, model_to_serve, read_response, start_server
+from serve_speed import (
+    accepted_wines,
+    batch_request,
+    http_request,
+    measure,
+    median_of,
+    model_to_serve,
+    read_response,
+    start_server,
+)
 
 from wine_nb.serve.inputs import TYPICAL_WINES
 
 
 async def paced(port: int, request: bytes, rate: float, seconds: float, connections: int = 8) -> np.ndarray:
-    "Send `request` at `rate` per second for `seconds`, spread over `connections`; latencies from each scheduled send time."
+    """Send `request` at `rate` per second for `seconds`, spread over `connections`; latencies from each scheduled
+    send time."""
     latencies, start = [], time.perf_counter() + 0.05
 
     async def worker(k: int):
@@ -73,17 +83,21 @@ def main():
             for name in ("off", "on"):
                 latencies = asyncio.run(paced(servers[name][1], one, args.rate, args.seconds))
                 paced_sent += len(latencies) if name == "on" else 0
-                pace[name].append(dict(p50=np.percentile(latencies, 50) * 1e3, p95=np.percentile(latencies, 95) * 1e3, p99=np.percentile(latencies, 99) * 1e3))
+                pace[name].append(dict(p50=np.percentile(latencies, 50) * 1e3, p95=np.percentile(latencies, 95) * 1e3,
+                                       p99=np.percentile(latencies, 99) * 1e3))
                 rounds[name].append(measure(servers[name], one, args.requests, args.connections))
         for name in ("off", "on"):
             r = measure(servers[name], batch, args.batch_requests, 2, warmup=2)
             batches[name] = r["rps"] * len(wines)
     finally:
         for proc, _ in servers.values(): proc.terminate(); proc.wait(10)
-    with sqlite3.connect(db) as connection: logged = connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
-    answered = paced_sent + args.rounds * (args.requests + 200) + (args.batch_requests + 2) * len(wines)  # measure() warms up with 200 (batches: 2)
-    print(f"model {model}, {args.backend} backend; {args.rounds} interleaved rounds, each: {args.seconds:g} s paced at {args.rate:g} requests/s "
-          f"over 8 connections, then {args.requests} requests back to back over {args.connections} connections")
+    with sqlite3.connect(db) as connection:
+        logged = connection.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    # measure() warms up with 200 requests (batches: 2)
+    answered = paced_sent + args.rounds * (args.requests + 200) + (args.batch_requests + 2) * len(wines)
+    print(f"model {model}, {args.backend} backend; {args.rounds} interleaved rounds, each: {args.seconds:g} s paced at "
+          f"{args.rate:g} requests/s over 8 connections, then {args.requests} requests back to back over "
+          f"{args.connections} connections")
     print(f"{'POST /predict, paced':<22} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     for name in ("off", "on"):
         r = median_of(pace[name])
@@ -92,12 +106,15 @@ def main():
     for name in ("off", "on"):
         r = median_of(rounds[name])
         print(f"{'log ' + name:<22} {r['rps']:>9,.0f} {r['p50']:>8.3f} {r['p95']:>8.3f} {r['cpu_us']:>18,.0f}")
-    ratio = lambda runs, key: float(np.median([on[key] / off[key] for on, off in zip(runs["on"], runs["off"])]))
+    def ratio(runs: dict, key: str) -> float:
+        "Median over the rounds of log on / log off (every round measures both)."
+        return float(np.median([on[key] / off[key] for on, off in zip(runs["on"], runs["off"], strict=True)]))
     paced_p95, p95, rps = ratio(pace, "p95"), ratio(rounds, "p95"), ratio(rounds, "rps")
     print(f"batches of 10,000 wines (JSON): log off {batches['off']:,.0f} rows/s, log on {batches['on']:,.0f} rows/s")
-    print(f"rows in the log: {logged:,} for {answered:,} predictions answered" + ("" if logged == answered else "  <-- MISMATCH"))
-    print(f"summary: logging changes /predict p95 by {paced_p95 - 1:+.1%} at {args.rate:g} requests/s (goal: at most +10%); saturated: "
-          f"p95 {p95 - 1:+.1%}, capacity {rps - 1:+.1%} (medians of per-round ratios)")
+    mismatch = "" if logged == answered else "  <-- MISMATCH"
+    print(f"rows in the log: {logged:,} for {answered:,} predictions answered" + mismatch)
+    print(f"summary: logging changes /predict p95 by {paced_p95 - 1:+.1%} at {args.rate:g} requests/s "
+          f"(goal: at most +10%); saturated: p95 {p95 - 1:+.1%}, capacity {rps - 1:+.1%} (medians of per-round ratios)")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ def start_server(model: Path, backend: str, args: tuple = ()) -> tuple:
     "A `wine_serve` process on a free loopback port, ready (GET /health answers); `args` are more options for it."
     port = free_port()
     exe = Path(sys.executable).parent/"wine_serve"
-    proc = subprocess.Popen([str(exe), "--model", str(model), "--port", str(port), "--backend", backend, *map(str, args)])
+    proc = subprocess.Popen([str(exe), "--model", str(model), "--port", str(port), "--backend", backend,
+                             *map(str, args)])
     for _ in range(300):
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
@@ -53,7 +54,8 @@ def start_server(model: Path, backend: str, args: tuple = ()) -> tuple:
 
 
 def http_request(method: str, path: str, body: bytes = b"", content_type: str = "application/json") -> bytes:
-    head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
+    head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n")
     return head.encode() + body
 
 
@@ -123,12 +125,14 @@ def accepted_wines(model: Path, n: int = 10_000):
     "`n` UCI wines, drawn with replacement from those the service of `model` accepts."
     bounds = input_bounds(read_run(model).meta["feature_ranges"])
     wines = load_wine()
-    return wines[np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])].sample(n, replace=True, random_state=0)
+    accepted = np.logical_and.reduce([wines[f].between(lo, hi) for f, (lo, hi) in bounds.items()])
+    return wines[accepted].sample(n, replace=True, random_state=0)
 
 
 def batch_request(wines) -> bytes:
     "POST /predict/batch with `wines` as JSON."
-    rows = [{**{f: float(v) for f, v in zip(FEATURES, row[:-1])}, "wine": row[-1]} for row in wines[FEATURES + ["wine"]].itertuples(index=False)]
+    rows = [{**{f: float(v) for f, v in zip(FEATURES, row[:-1], strict=True)}, "wine": row[-1]}
+            for row in wines[FEATURES + ["wine"]].itertuples(index=False)]
     return http_request("POST", "/predict/batch", json.dumps({"wines": rows}).encode())
 
 
@@ -136,7 +140,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="run folder to serve (default: runs/default, else a quick model)")
     parser.add_argument("--requests", type=int, default=1500, help="requests per single-wine measurement and round")
-    parser.add_argument("--rounds", type=int, default=5, help="rounds of the single-wine measurements, interleaved (median kept)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of the single-wine measurements, interleaved (median kept)")
     parser.add_argument("--connections", type=int, default=4, help="concurrent keep-alive connections")
     parser.add_argument("--batch_requests", type=int, default=20, help="requests of 10,000 wines per batch measurement")
     args = parser.parse_args()
@@ -146,19 +151,26 @@ def main():
     batch = batch_request(wines)
     csv_text = wines[FEATURES + ["wine"]].to_csv(sep=";", index=False)
     boundary = "wineboundary"
-    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"wines.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+    form = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"wines.csv\"\r\n"
+            "Content-Type: text/csv\r\n\r\n"
             f"{csv_text}\r\n--{boundary}--\r\n").encode()
     csv_request = http_request("POST", "/predict/batch/csv", form, f"multipart/form-data; boundary={boundary}")
     results, servers = {}, {}
     try:
-        logs = Path(tempfile.mkdtemp(prefix="serve_speed_logs_"))  # the prediction log stays on, as by default, out of the project
-        for backend in ("torch", "onnx"): servers[backend] = start_server(model, backend, ("--log_db", logs/f"{backend}.sqlite"))
+        # the prediction log stays on, as by default, out of the project
+        logs = Path(tempfile.mkdtemp(prefix="serve_speed_logs_"))
+        for backend in ("torch", "onnx"):
+            servers[backend] = start_server(model, backend, ("--log_db", logs/f"{backend}.sqlite"))
         health = http_request("GET", "/health")
-        singles = {"GET /health (torch app)": (servers["torch"], health), "POST /predict, torch": (servers["torch"], one),
-                   "GET /health (onnx app)": (servers["onnx"], health), "POST /predict, onnx": (servers["onnx"], one)}
+        singles = {"GET /health (torch app)": (servers["torch"], health),
+                   "POST /predict, torch": (servers["torch"], one),
+                   "GET /health (onnx app)": (servers["onnx"], health),
+                   "POST /predict, onnx": (servers["onnx"], one)}
         rounds = {name: [] for name in singles}
-        for _ in range(args.rounds):  # interleaved, so that a burst of other load on the machine hits every endpoint alike
-            for name, (server, request) in singles.items(): rounds[name].append(measure(server, request, args.requests, args.connections))
+        # interleaved, so that a burst of other load on the machine hits every endpoint alike
+        for _ in range(args.rounds):
+            for name, (server, request) in singles.items():
+                rounds[name].append(measure(server, request, args.requests, args.connections))
         results.update({name: median_of(r) for name, r in rounds.items()})
         for name, request in (("POST /predict/batch (JSON)", batch), ("POST /predict/batch/csv", csv_request)):
             for backend, server in servers.items():
@@ -167,22 +179,28 @@ def main():
     finally:
         for proc, _ in servers.values():
             proc.terminate(); proc.wait(10)
-    print(f"model {model}; single wines: median of {args.rounds} interleaved rounds of {args.requests} requests over {args.connections} "
-          f"connections; batches: {args.batch_requests} requests of {len(wines):,} wines over 2 connections; {os.cpu_count()} CPUs shared "
-          f"by client and server; load average before: {os.getloadavg()[0]:.1f}")
+    print(f"model {model}; single wines: median of {args.rounds} interleaved rounds of {args.requests} requests over "
+          f"{args.connections} connections; batches: {args.batch_requests} requests of {len(wines):,} wines over "
+          f"2 connections; {os.cpu_count()} CPUs shared by client and server; "
+          f"load average before: {os.getloadavg()[0]:.1f}")
     print(f"{'endpoint':<36} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'server CPU µs/req':>18} {'rows/s':>10}")
     for name, r in results.items():
         rows = f"{r['rows/s']:>10,.0f}" if "rows/s" in r else ""
         print(f"{name:<36} {r['rps']:>9,.0f} {r['p50']:>8.2f} {r['p95']:>8.2f} {r['cpu_us']:>18,.0f} {rows}")
-    ratio = {b: float(np.median([p["rps"] / h["rps"] for p, h in zip(rounds[f"POST /predict, {b}"], rounds[f"GET /health ({b} app)"])]))
-             for b in ("torch", "onnx")}
-    cpu_ratio = {b: results[f"GET /health ({b} app)"]["cpu_us"] / results[f"POST /predict, {b}"]["cpu_us"] for b in ("torch", "onnx")}
+    def per_round_ratio(b: str) -> float:
+        "Median over the rounds of /predict's requests/s over /health's, on the app of backend `b`."
+        pairs = zip(rounds[f"POST /predict, {b}"], rounds[f"GET /health ({b} app)"], strict=True)  # one each per round
+        return float(np.median([p["rps"] / h["rps"] for p, h in pairs]))
+    ratio = {b: per_round_ratio(b) for b in ("torch", "onnx")}
+    cpu_ratio = {b: results[f"GET /health ({b} app)"]["cpu_us"] / results[f"POST /predict, {b}"]["cpu_us"]
+                 for b in ("torch", "onnx")}
     ratio_torch, ratio_onnx = ratio["torch"], ratio["onnx"]
     batch_rows = min(r["rows/s"] for n, r in results.items() if "rows/s" in r)
-    print(f"/predict vs /health, requests/s (median of per-round ratios): torch {ratio_torch:.0%}, onnx {ratio_onnx:.0%} (goal ≥ 70%); "
-          f"by server CPU per request: torch {cpu_ratio['torch']:.0%}, onnx {cpu_ratio['onnx']:.0%}")
-    print(f"summary: /predict at {ratio_torch:.0%} (torch) and {ratio_onnx:.0%} (onnx) of the trivial endpoint's requests/s; "
-          f"slowest batch path {batch_rows:,.0f} rows/s (goal ≥ 100,000)")
+    print(f"/predict vs /health, requests/s (median of per-round ratios): torch {ratio_torch:.0%}, "
+          f"onnx {ratio_onnx:.0%} (goal ≥ 70%); by server CPU per request: torch {cpu_ratio['torch']:.0%}, "
+          f"onnx {cpu_ratio['onnx']:.0%}")
+    print(f"summary: /predict at {ratio_torch:.0%} (torch) and {ratio_onnx:.0%} (onnx) of the trivial endpoint's "
+          f"requests/s; slowest batch path {batch_rows:,.0f} rows/s (goal ≥ 100,000)")
 
 
 if __name__ == "__main__":

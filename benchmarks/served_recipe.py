@@ -6,7 +6,8 @@ never the benchmark's seed 0, never a run's test split): for each grouped fold, 
 into training and validation rows, the recipe trains and calibrates on them, and the held-out fold scores it. A
 `RandomForestClassifier(n_estimators=300)` trains on the same training rows of each fold.
 
-    python benchmarks/served_recipe.py [--seeds 1000,2000] [--k 5] [--recipes default,plain,tabm] [--workers 2] [--out runs/served_recipe]
+    python benchmarks/served_recipe.py [--seeds 1000,2000] [--k 5] [--recipes default,plain,tabm] [--workers 2]
+        [--out runs/served_recipe]
 
 The rule that chose the default among the candidates below: the best accuracy among the recipes whose expected-grade
 MAD is at most the forest's and whose ECE is at most 0.03 (README, "Choosing the served model", has the figures).
@@ -29,10 +30,12 @@ from wine_nb.evaluate import cv_folds
 from wine_nb.train import ForestBaseline, TrainConfig, fit_predictor, prepare_split, probability_metrics
 
 SERVED = TrainConfig(wandb_mode="disabled")  # TrainConfig's default, the served recipe
-SMOOTHED = replace(SERVED, bins=0, hidden="128,128", dropout=0.1, mad_weight=1.0, heads=8, label_smoothing=0.1)  # the first TabM try
+# the first TabM try
+SMOOTHED = replace(SERVED, bins=0, hidden="128,128", dropout=0.1, mad_weight=1.0, heads=8, label_smoothing=0.1)
 RECIPES = {
     "default": SERVED,  # the TabM-style ensemble without label smoothing
-    "encoded": replace(SERVED, bins=16, hidden="512", dropout=0.0, mad_weight=0.0, heads=1, label_smoothing=0.1),  # served before
+    # served before
+    "encoded": replace(SERVED, bins=16, hidden="512", dropout=0.0, mad_weight=0.0, heads=1, label_smoothing=0.1),
     "plain": replace(SERVED, bins=0, hidden="256,256", dropout=0.2, mad_weight=1.0, heads=1, label_smoothing=0.1),
     "tabm": SMOOTHED,
     "tabm_wide": replace(SMOOTHED, hidden="256,256", dropout=0.2),
@@ -77,11 +80,11 @@ def pooled_figures(wines: pd.DataFrame, results: list, names: list) -> pd.DataFr
         order = np.concatenate([test for _, test, _ in parts])
         for name in names:
             proba, scored = np.concatenate([out[name][0] for _, _, out in parts]), wines.iloc[order]
+            seconds = sum(out[name][1] for _, _, out in parts) / len(parts)
             for wine in ("both", *WINE_TYPES):
                 mask = np.ones(len(scored), bool) if wine == "both" else (scored.wine == wine).to_numpy()
                 figures = probability_metrics(scored[TARGET].to_numpy()[mask], proba[mask])
-                rows.append(dict(model=name, seed=seed, wine=wine, seconds=sum(out[name][1] for _, _, out in parts) / len(parts),
-                                 **{f: figures[f] for f in FIGURES}))
+                rows.append(dict(model=name, seed=seed, wine=wine, seconds=seconds, **{f: figures[f] for f in FIGURES}))
     return pd.DataFrame(rows)
 
 

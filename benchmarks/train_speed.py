@@ -56,14 +56,16 @@ def main():
     parser.add_argument("--epochs", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=1, help="runs of each loop; the best time of each is compared")
     args = parser.parse_args()
-    cfg = TrainConfig(hidden="16,8", dropout=0.1, batch_size=8, epochs=args.epochs, patience=0, bins=0, label_smoothing=0.0,
-                      schedule="constant", weight_decay=1e-4, wine="red", wandb_mode="disabled")  # what the naive loop does too
+    # what the naive loop does too
+    cfg = TrainConfig(hidden="16,8", dropout=0.1, batch_size=8, epochs=args.epochs, patience=0, bins=0,
+                      label_smoothing=0.0, schedule="constant", weight_decay=1e-4, wine="red", wandb_mode="disabled")
     data = prepare_data(load_wine(cfg.wine), cfg)
     print(f"red wines: {len(data.split.train)} training rows, {len(MODEL_INPUTS)} inputs, batch size {cfg.batch_size}, "
-          f"{cfg.epochs} epochs, torch {torch.__version__}; ours trains on 1 intra-op thread, the naive loop on PyTorch's "
-          f"default {torch.get_num_threads()}")
+          f"{cfg.epochs} epochs, torch {torch.__version__}; ours trains on 1 intra-op thread, "
+          f"the naive loop on PyTorch's default {torch.get_num_threads()}")
     train_model(build_model(cfg), data, replace(cfg, epochs=2))  # warm-up: first calls pay one-off allocations
-    best = lambda fn: min(timed(fn) for _ in range(args.repeats))
+    def best(fn):
+        return min(timed(fn) for _ in range(args.repeats))
     ours = best(lambda: train_model(build_model(cfg), data, cfg))
     naive = best(lambda: train_naive(build_model(cfg), data, cfg))
     steps = cfg.epochs * -(-len(data.split.train) // cfg.batch_size)

@@ -1,4 +1,5 @@
-"Shared fixtures: the project root, the wine CSVs (resolved once), an isolated download cache and runs folder, W&B off, a served model."
+"""Shared fixtures: the project root, the wine CSVs (resolved once), an isolated download cache and runs folder,
+W&B off, a served model."""
 import os
 import shutil
 import socket
@@ -41,7 +42,8 @@ def isolated_env(data_dir, tmp_path, monkeypatch):
 
 def run(args, cwd=ROOT, env=None, timeout=600):
     "Run a command, capturing text output; never raises on a non-zero exit."
-    return subprocess.run(args, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(args, cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def console_script(name: str) -> str:
@@ -54,7 +56,8 @@ def console_script(name: str) -> str:
 def trained_run(data_dir, tmp_path_factory) -> Path:
     "A small model (5 epochs, a few seconds) trained once per session, for the serving tests."
     from wine_nb.train import TrainConfig, run_training
-    return run_training(TrainConfig(epochs=5, wandb_mode="disabled"), data_dir, tmp_path_factory.mktemp("serve")/"run").run_dir
+    out = tmp_path_factory.mktemp("serve")/"run"
+    return run_training(TrainConfig(epochs=5, wandb_mode="disabled"), data_dir, out).run_dir
 
 
 def free_port() -> int:
@@ -64,18 +67,23 @@ def free_port() -> int:
 
 
 def start_server(model: Path, backend: str = "torch", args: tuple = (), wrap=None, timeout: float = 60) -> tuple:
-    "Start `wine_serve` on a free loopback port (its command passed through `wrap`, e.g. into `unshare`); (process, URL) once /health answers."
+    """Start `wine_serve` on a free loopback port (its command passed through `wrap`, e.g. into `unshare`);
+    (process, URL) once /health answers."""
     port = free_port()
-    command = [console_script("wine_serve"), "--model", str(model), "--port", str(port), "--backend", backend, *map(str, args)]
-    proc = subprocess.Popen(wrap(command) if wrap else command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    command = [console_script("wine_serve"), "--model", str(model), "--port", str(port), "--backend", backend,
+               *map(str, args)]
+    proc = subprocess.Popen(wrap(command) if wrap else command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while True:
-        if proc.poll() is not None: raise RuntimeError(f"wine_serve exited with {proc.returncode}: {proc.stderr.read()}")
+        if proc.poll() is not None:
+            raise RuntimeError(f"wine_serve exited with {proc.returncode}: {proc.stderr.read()}")
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200: return proc, url
         except httpx.TransportError: pass
-        if time.monotonic() > deadline: stop(proc); raise RuntimeError(f"wine_serve did not answer /health within {timeout} s")
+        if time.monotonic() > deadline:
+            stop(proc); raise RuntimeError(f"wine_serve did not answer /health within {timeout} s")
         time.sleep(0.1)
 
 

@@ -11,11 +11,13 @@ class WineTaster(FastHttpUser):
     def predict_one(self):
         for wine in TYPICAL_WINES.values():
             with self.client.post("/predict", json=wine, catch_response=True) as response:
-                if response.status_code != 200 or response.json()["quality"] not in range(3, 10): response.failure(response.text[:200])
+                if response.status_code != 200 or response.json()["quality"] not in range(3, 10):
+                    response.failure(response.text[:200])
 
     @task(2)
     def predict_batch(self):
-        with self.client.post("/predict/batch", json={"wines": list(TYPICAL_WINES.values()) * 50}, catch_response=True) as response:
+        wines = list(TYPICAL_WINES.values()) * 50
+        with self.client.post("/predict/batch", json={"wines": wines}, catch_response=True) as response:
             if response.status_code != 200 or response.json()["n"] != 100: response.failure(response.text[:200])
 
     @task(1)

@@ -1,4 +1,5 @@
-"The Dockerfiles, read (no Docker engine here): slim CPU images, a non-root user, a health check, and only files that exist."
+"""The Dockerfiles, read (no Docker engine here): slim CPU images, a non-root user, a health check, and only files
+that exist."""
 import re
 
 import pytest
@@ -15,7 +16,8 @@ def test_dockerfile_is_slim_cpu_only_and_non_root(name):
     assert users and users[-1] not in ("root", "0")
     for line in lines:
         if line.startswith("COPY "):
-            for source in line.split()[1:-1]: assert (ROOT/source).exists(), f"{name}.Dockerfile copies missing {source}"
+            for source in line.split()[1:-1]:
+                assert (ROOT/source).exists(), f"{name}.Dockerfile copies missing {source}"
     assert ("HEALTHCHECK" in text and "/health" in text) == (name == "serve")
 
 

@@ -12,6 +12,7 @@ from conftest import console_script, run
 from fastcore.docments import docments
 from test_project import copy_project
 
+
 def _modules() -> dict:
     "Each exporting notebook's name → the module it exports to (its `default_exp`)."
     found = {}
@@ -29,8 +30,10 @@ def processed(tmp_path_factory):
     project = copy_project(tmp_path_factory.mktemp("docs"))
     bin_dir = project/"bin"; bin_dir.mkdir()
     fake = bin_dir/"quarto"
-    fake.write_text("#!/bin/sh\necho 'quarto is not installed here' >&2\nexit 1\n"); fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    result = run([console_script("nbdev_proc_nbs"), "--n_workers", "1"], cwd=project, env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    fake.write_text("#!/bin/sh\necho 'quarto is not installed here' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    result = run([console_script("nbdev_proc_nbs"), "--n_workers", "1"], cwd=project, env={"PATH": path})
     assert result.returncode == 0, result.stderr[-3000:]
     return project/"_proc"
 
@@ -39,7 +42,8 @@ def page_text(path) -> tuple:
     "(all markdown and source text, markdown outputs of show_doc cells) of a processed notebook."
     nb = json.loads(path.read_text())
     sources = "\n".join("".join(c["source"]) for c in nb["cells"])
-    outputs = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    outputs = "\n".join("".join(o.get("data", {}).get("text/markdown", ""))
+                        for c in nb["cells"] for o in c.get("outputs", []))
     return sources + "\n" + outputs, outputs
 
 
@@ -71,7 +75,8 @@ def test_every_exported_function_has_a_docstring_and_documented_parameters(modul
     problems = []
     for name in mod.__all__:
         obj = getattr(mod, name)
-        if not (inspect.isfunction(obj) or inspect.isclass(obj)) or getattr(obj, "__module__", module) != module: continue
+        is_def = inspect.isfunction(obj) or inspect.isclass(obj)
+        if not is_def or getattr(obj, "__module__", module) != module: continue
         if not inspect.getdoc(obj): problems.append(f"{name}: no docstring")
         if issubclass(obj, BaseException) if inspect.isclass(obj) else False: continue
         comments = docments(obj, full=False)

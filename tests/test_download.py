@@ -1,14 +1,24 @@
 "The UCI download against a real HTTP server on 127.0.0.1 serving archives built from the local copy."
 import hashlib
 import io
+import re
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from wine_nb.data import (CSV_NAMES, CSV_SHA256, DATA_ENV, DataUnavailableError, WineDataError, download_uci, file_sha256,
-                          load_wine, wine_data_dir)
+from wine_nb.data import (
+    CSV_NAMES,
+    CSV_SHA256,
+    DATA_ENV,
+    DataUnavailableError,
+    WineDataError,
+    download_uci,
+    file_sha256,
+    load_wine,
+    wine_data_dir,
+)
 
 
 class ArchiveServer:
@@ -84,14 +94,14 @@ def test_wrong_checksum_leaves_nothing(tmp_path, server, uci_members):
     tampered = dict(uci_members)
     tampered["winequality-white.csv"] = tampered["winequality-white.csv"].replace(b"9.4", b"9.5", 1)
     server.files["wine.zip"] = make_zip(tampered)
-    with pytest.raises(WineDataError, match="checksum mismatch for winequality-white.csv"):
+    with pytest.raises(WineDataError, match=re.escape("checksum mismatch for winequality-white.csv")):
         download_uci(tmp_path/"cache", url=server.url("wine.zip"))
     assert list((tmp_path/"cache").iterdir()) == []
 
 
 def test_archive_without_the_csvs_leaves_nothing(tmp_path, server):
     server.files["wine.zip"] = make_zip({"README.txt": b"nothing here"})
-    with pytest.raises(WineDataError, match="the archive has no winequality-red.csv"):
+    with pytest.raises(WineDataError, match=re.escape("the archive has no winequality-red.csv")):
         download_uci(tmp_path/"cache", url=server.url("wine.zip"))
     assert list((tmp_path/"cache").iterdir()) == []
 

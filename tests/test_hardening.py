@@ -1,4 +1,5 @@
-"Hostile input at every boundary, against the real `wine_serve` on 127.0.0.1 and the real commands: refused cleanly, never a 5xx or a traceback."
+"""Hostile input at every boundary, against the real `wine_serve` on 127.0.0.1 and the real commands: refused cleanly,
+never a 5xx or a traceback."""
 import gzip
 import hashlib
 import json
@@ -49,7 +50,7 @@ def post_streamed(url: str, path: str, total: int, chunk: int = 2**20, content_t
 
 def rss_mb(pid: int) -> float:
     "Resident memory of a process, in MB."
-    line = next(l for l in Path(f"/proc/{pid}/status").read_text().splitlines() if l.startswith("VmRSS"))
+    line = next(row for row in Path(f"/proc/{pid}/status").read_text().splitlines() if row.startswith("VmRSS"))
     return int(line.split()[1]) / 1024
 
 
@@ -60,9 +61,10 @@ def test_streamed_bodies_over_the_limit_are_413_and_memory_stays_flat(trained_ru
         before = rss_mb(proc.pid)
         assert post_streamed(url, "/predict/batch", 20 * 2**20) == 413
         assert post_streamed(url, "/predict", 100 * 2**20) == 413
-        part = b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\nContent-Type: text/csv\r\n\r\n'
-        assert post_streamed(url, "/predict/batch/csv?wine=red", 40 * 2**20, content_type="multipart/form-data; boundary=B",
-                             prefix=part) == 413
+        part = (b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n'
+                b"Content-Type: text/csv\r\n\r\n")
+        assert post_streamed(url, "/predict/batch/csv?wine=red", 40 * 2**20,
+                             content_type="multipart/form-data; boundary=B", prefix=part) == 413
         grown = rss_mb(proc.pid) - before
         assert grown < 64, f"server memory grew by {grown:.0f} MB"
         assert httpx.post(f"{url}/predict", json=RED).status_code == 200  # still serving
@@ -188,7 +190,8 @@ def test_wine_train_refuses_unwritable_folders_and_infinite_settings(tmp_path):
     result = run([console_script("wine_train"), "--lr", "inf", "--out_dir", str(tmp_path/"inf")])
     assert result.returncode == 1 and "lr must be positive and finite (got inf)" in result.stderr, result.stderr
     assert not (tmp_path/"inf").exists()
-    result = run([console_script("wine_train"), "--data_dir", str(tmp_path/"nowhere"), "--out_dir", str(tmp_path/"run")])
+    result = run([console_script("wine_train"), "--data_dir", str(tmp_path/"nowhere"),
+                  "--out_dir", str(tmp_path/"run")])
     assert result.returncode == 1 and not (tmp_path/"run").exists(), result.stderr  # a failed run leaves no folder
 
 

@@ -1,4 +1,5 @@
-"Monitoring against the real service: the prediction log under kill -9, a full disk and a read-only volume; drift from simulated traffic; `wine_drift`."
+"""Monitoring against the real service: the prediction log under kill -9, a full disk and a read-only volume;
+drift from simulated traffic; `wine_drift`."""
 import os
 import shutil
 import signal
@@ -53,7 +54,8 @@ def test_kill_9_under_load_loses_no_acknowledged_prediction(trained_run, test_wi
                 wine = wines[i % len(wines)]
                 try: answer = http.post("/predict", json=wine)
                 except httpx.TransportError: return
-                if answer.status_code == 200: acknowledged.append((answer.json()["prediction_id"], wine["alcohol"], answer.json()["quality"]))
+                if answer.status_code == 200:
+                    acknowledged.append((answer.json()["prediction_id"], wine["alcohol"], answer.json()["quality"]))
                 if stopping.is_set(): return
 
     threads = [threading.Thread(target=client, args=(k * 50,)) for k in range(4)]
@@ -91,8 +93,10 @@ def test_full_disk_refuses_predictions_visibly_and_recovers(trained_run, tmp_pat
             health = http.get("/health").json()
             assert health["status"] == "degraded" and "disk full" in health["prediction_log"]["error"]
             metrics = http.get("/metrics").text
-            assert "wine_prediction_log_up 0.0" in metrics and 'wine_prediction_log_failures_total{reason="disk full"}' in metrics
-            inside = Path(f"/proc/{proc.pid}/root")/str(volume).lstrip("/")  # the tmpfs, seen from outside its namespace
+            assert "wine_prediction_log_up 0.0" in metrics
+            assert 'wine_prediction_log_failures_total{reason="disk full"}' in metrics
+            # the tmpfs, seen from outside its namespace
+            inside = Path(f"/proc/{proc.pid}/root")/str(volume).lstrip("/")
             (inside/"ballast").unlink()
             time.sleep(1.1)  # past retry_after
             answer = http.post("/predict", json=wine)
@@ -100,14 +104,16 @@ def test_full_disk_refuses_predictions_visibly_and_recovers(trained_run, tmp_pat
             acknowledged.append(answer.json()["prediction_id"])
             assert http.get("/health").json()["status"] == "ready"
             copy = tmp_path/"copy"; copy.mkdir()  # SQLite resolves /proc/<pid>/root, so read a copy
-            for name in ("predictions.sqlite", "predictions.sqlite-wal", "predictions.sqlite-shm"): shutil.copy(inside/name, copy/name)
+            for name in ("predictions.sqlite", "predictions.sqlite-wal", "predictions.sqlite-shm"):
+                shutil.copy(inside/name, copy/name)
         assert len(acknowledged) > 1 and set(acknowledged) <= set(read_log(copy/"predictions.sqlite", last=None).id)
     finally: stop(proc)
 
 
 def test_read_only_volume_refuses_predictions_and_says_why(trained_run, tmp_path):
     volume = tmp_path/"volume"; volume.mkdir()
-    create = f"{console_script('python') or 'python'} -c \"from wine_nb.predlog import PredictionLog; PredictionLog('{volume}/predictions.sqlite')\""
+    create = (f"{console_script('python') or 'python'} -c "
+              f"\"from wine_nb.predlog import PredictionLog; PredictionLog('{volume}/predictions.sqlite')\"")
     setup = f"mount -t tmpfs tmpfs {volume} && {create} && mount -o remount,ro {volume}"
     with serving(trained_run, args=("--log_db", volume/"predictions.sqlite"), wrap=in_namespace(setup)) as url:
         answer = httpx.post(f"{url}/predict", json=as_json(load_wine("red").head(1))[0])
@@ -116,7 +122,8 @@ def test_read_only_volume_refuses_predictions_and_says_why(trained_run, tmp_path
         assert health["status"] == "degraded" and health["prediction_log"]["error"] in answer.json()["detail"]
         assert "read-only" in health["prediction_log"]["error"] or "readonly" in health["prediction_log"]["error"]
         assert "wine_prediction_log_up 0.0" in httpx.get(f"{url}/metrics").text
-    with serving(trained_run, args=("--log_db", volume/"best.sqlite", "--log_policy", "best_effort"), wrap=in_namespace(setup)) as url:
+    best_effort = ("--log_db", volume/"best.sqlite", "--log_policy", "best_effort")
+    with serving(trained_run, args=best_effort, wrap=in_namespace(setup)) as url:
         answer = httpx.post(f"{url}/predict", json=as_json(load_wine("red").head(1))[0])
         assert answer.status_code == 200 and answer.json()["prediction_id"] is None
         assert "wine_predictions_unlogged_total 1.0" in httpx.get(f"{url}/metrics").text
@@ -134,7 +141,7 @@ def flagged(report: dict) -> set:
 
 def test_drift_from_simulated_traffic(trained_run, test_wines, tmp_path):
     rng = np.random.default_rng(0)
-    window = lambda: test_wines.iloc[rng.choice(len(test_wines), 400, replace=False)]
+    def window(): return test_wines.iloc[rng.choice(len(test_wines), 400, replace=False)]
     with serving(trained_run, args=("--log_db", tmp_path/"predictions.sqlite")) as url:
         assert httpx.get(f"{url}/drift").json()["verdict"] == "insufficient data"
         same = drifted(url, window())
@@ -148,7 +155,8 @@ def test_drift_from_simulated_traffic(trained_run, test_wines, tmp_path):
         assert httpx.get(f"{url}/drift").json()["window"]["rows"] == 1000  # the default window, kept for /metrics
         metrics = httpx.get(f"{url}/metrics").text
         # the last 1,000 are 50 unchanged wines, 400 with more alcohol, 400 with more sulphates and 150 reds
-        assert 'wine_drift_status{feature="sulphates"} 2.0' in metrics and 'wine_drift_status{feature="alcohol"} 0.0' not in metrics
+        assert 'wine_drift_status{feature="sulphates"} 2.0' in metrics
+        assert 'wine_drift_status{feature="alcohol"} 0.0' not in metrics
         assert 'wine_drift_status{feature="ph"} 0.0' in metrics and "wine_drift_verdict 2.0" in metrics
         assert httpx.get(f"{url}/drift", params={"wine": "rose"}).status_code == 422
 
@@ -159,8 +167,10 @@ def test_white_wines_sent_to_a_red_model_are_flagged(data_dir, tmp_path):
     with serving(red_run, args=("--log_db", tmp_path/"predictions.sqlite")) as url:
         report = drifted(url, whites)
     assert report["verdict"] == "drift" and report["wine_mix"]["status"] == "drift"
-    assert report["wine_mix"]["reference"] == {"red": 1.0, "white": 0.0} and report["wine_mix"]["window"]["white"] == 1.0
-    assert {"volatile_acidity", "residual_sugar", "chlorides", "free_sulfur_dioxide", "total_sulfur_dioxide"} <= flagged(report)
+    assert report["wine_mix"]["reference"] == {"red": 1.0, "white": 0.0}
+    assert report["wine_mix"]["window"]["white"] == 1.0
+    expected = {"volatile_acidity", "residual_sugar", "chlorides", "free_sulfur_dioxide", "total_sulfur_dioxide"}
+    assert expected <= flagged(report)
 
 
 def test_drift_is_unavailable_without_a_log(trained_run):
@@ -174,9 +184,11 @@ def test_drift_is_unavailable_without_a_log(trained_run):
 def test_wine_drift_writes_reports_and_fails_on_drift(trained_run, test_wines, tmp_path):
     log, model = PredictionLog(tmp_path/"predictions.sqlite"), load_model(trained_run)
     shifted = test_wines.assign(sulphates=test_wines.sulphates * 1.3)
-    log.record(log_rows(open_run(trained_run).model_id, shifted[FEATURES].to_numpy(), (shifted.wine == "red").to_numpy(),
+    model_id = open_run(trained_run).model_id
+    log.record(log_rows(model_id, shifted[FEATURES].to_numpy(), (shifted.wine == "red").to_numpy(),
                         model.predict_proba(shifted), model.classes, 0.3))
-    log.record(log_rows("someone-else@0", shifted[FEATURES].to_numpy()[:5], np.ones(5, bool), model.predict_proba(shifted.head(5)), model.classes, 0.3))
+    log.record(log_rows("someone-else@0", shifted[FEATURES].to_numpy()[:5], np.ones(5, bool),
+                        model.predict_proba(shifted.head(5)), model.classes, 0.3))
     drift = [console_script("wine_drift"), "--db", str(log.path), "--model", str(trained_run)]
     done = run([*drift, "--out", str(tmp_path/"report.html")])
     assert done.returncode == 0, done.stderr
@@ -187,7 +199,8 @@ def test_wine_drift_writes_reports_and_fails_on_drift(trained_run, test_wines, t
     assert "| sulphates |" in (tmp_path/"report.md").read_text() and (tmp_path/"report.png").is_file()
     assert f"{len(shifted) + 5} predictions" in run([*drift, "--out", str(tmp_path/"all.md"), "--all_models"]).stdout
     for args, message in [(["--out", str(tmp_path/"r.txt")], "must end in .md or .html"),
-                          (["--db", str(tmp_path/"none.sqlite"), "--out", str(tmp_path/"r.md")], "no prediction log at"),
+                          (["--db", str(tmp_path/"none.sqlite"), "--out", str(tmp_path/"r.md")],
+                           "no prediction log at"),
                           (["--fail_on", "panic"], "--fail_on must be 'warn' or 'drift'")]:
         done = run([console_script("wine_drift"), "--db", str(log.path), "--model", str(trained_run), *args])
         assert done.returncode != 0 and message in done.stderr, done.stderr

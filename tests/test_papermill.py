@@ -7,8 +7,8 @@ import nbformat
 import pytest
 from conftest import ROOT, run
 
-from wine_nb.tracking import read_offline_run
 from wine_nb.predict import load_model
+from wine_nb.tracking import read_offline_run
 from wine_nb.train import TrainConfig
 
 NOTEBOOK = ROOT/"nbs"/"03_training.ipynb"
@@ -16,7 +16,8 @@ NOTEBOOK = ROOT/"nbs"/"03_training.ipynb"
 
 def papermill(out_dir, *params, cwd=ROOT):
     out_dir.mkdir(parents=True, exist_ok=True)
-    args = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(out_dir/"training.ipynb"), "--cwd", str(cwd), "-p", "out_dir", str(out_dir)]
+    args = [sys.executable, "-m", "papermill", str(NOTEBOOK), str(out_dir/"training.ipynb"), "--cwd", str(cwd),
+            "-p", "out_dir", str(out_dir)]
     for name, value in params: args += ["-p", name, str(value)]
     return run(args)
 
@@ -26,7 +27,8 @@ def test_notebook_has_one_parameters_cell():
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1
     assigned = [line.split("=")[0].strip() for line in tagged[0].source.splitlines() if "=" in line]
-    assert assigned == [f.name for f in fields(TrainConfig)] + ["out_dir", "data_dir"]  # every setting, in the config's order
+    # every setting, in the config's order
+    assert assigned == [f.name for f in fields(TrainConfig)] + ["out_dir", "data_dir"]
 
 
 def test_papermill_run_writes_the_run_folder_with_the_given_parameters(tmp_path, data_dir):
@@ -37,7 +39,9 @@ def test_papermill_run_writes_the_run_folder_with_the_given_parameters(tmp_path,
     config = json.loads((out/"bundle.json").read_text())["config"]
     assert (config["lr"], config["epochs"], config["hidden"], config["seed"], config["wine"], config["wandb_mode"]) == \
            (0.0123, 3, "24,12", 5, "white", "offline")
-    assert {"model.pt", "bundle.json", "learning_curves.png", "confusion_matrix.png", "reliability.png", "training.ipynb"} <= {p.name for p in out.iterdir()}
+    expected = {"model.pt", "bundle.json", "learning_curves.png", "confusion_matrix.png", "reliability.png",
+                "training.ipynb"}
+    assert expected <= {p.name for p in out.iterdir()}
     executed = nbformat.read(out/"training.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert "lr = 0.0123" in injected[0].source
@@ -48,7 +52,8 @@ def test_papermill_run_writes_the_run_folder_with_the_given_parameters(tmp_path,
 
 def test_offline_wandb_run_records_config_metrics_plots_and_model_artifact(tmp_path, data_dir):
     out = tmp_path/"tracked"
-    result = papermill(out, ("lr", 0.005), ("epochs", 2), ("wine", "red"), ("wandb_mode", "offline"), ("data_dir", data_dir))
+    result = papermill(out, ("lr", 0.005), ("epochs", 2), ("wine", "red"), ("wandb_mode", "offline"),
+                       ("data_dir", data_dir))
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = read_offline_run(out)
     bundle = json.loads((out/"bundle.json").read_text())
@@ -57,8 +62,10 @@ def test_offline_wandb_run_records_config_metrics_plots_and_model_artifact(tmp_p
     assert {"epoch/train_loss", "epoch/valid_loss", "epoch/valid_accuracy"} <= recorded["history_keys"]
     assert any(k.startswith("learning_curves") for k in recorded["history_keys"])
     [artifact] = recorded["artifacts"]
-    assert (artifact["type"], artifact["name"], artifact["files"]) == ("model", "wine-mlp-red", ["bundle.json", "model.pt"])
-    assert artifact["metadata"]["config"]["lr"] == 0.005 and artifact["metadata"]["metrics"]["test"] == bundle["metrics"]["test"]
+    assert (artifact["type"], artifact["name"]) == ("model", "wine-mlp-red")
+    assert artifact["files"] == ["bundle.json", "model.pt"]
+    assert artifact["metadata"]["config"]["lr"] == 0.005
+    assert artifact["metadata"]["metrics"]["test"] == bundle["metrics"]["test"]
     assert json.loads((out/"wandb_run.json").read_text())["mode"] == "offline"
 
 

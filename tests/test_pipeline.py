@@ -1,4 +1,5 @@
-"The DVC pipeline as a user runs it, in a fresh git clone: repro, status, what a change reruns, experiments, push and pull."
+"""The DVC pipeline as a user runs it, in a fresh git clone: repro, status, what a change reruns, experiments, push
+and pull."""
 import json
 import os
 import shutil
@@ -74,7 +75,8 @@ def test_repro_on_a_fresh_clone_runs_every_stage_then_status_is_clean(clone, rep
     metrics = json.loads((clone/"metrics"/"train.json").read_text())
     assert 0.4 < metrics["network"]["test"]["accuracy"] < 0.8 and "forest" in metrics
     config = json.loads((clone/"runs"/"pipeline"/"bundle.json").read_text())["config"]
-    assert config == {**asdict(TrainConfig()), "wandb_mode": "disabled"}  # params.yaml's 'auto', resolved from $WANDB_MODE
+    # params.yaml's 'auto', resolved from $WANDB_MODE
+    assert config == {**asdict(TrainConfig()), "wandb_mode": "disabled"}
     assert (clone/"runs"/"pipeline-check"/"scored-red.csv").stat().st_size > 0
     summary = json.loads((clone/"metrics"/"evaluate.json").read_text())
     assert 0.4 < summary["red"]["grouped"]["mlp_served"]["acc_0.5"] < 0.8
@@ -91,7 +93,8 @@ def test_a_parameter_change_reruns_training_and_the_check_only(clone, reproduced
 
 def test_an_evaluation_setting_reruns_the_evaluation_only(clone, reproduced):
     settings = yaml.safe_load((clone/"configs"/"evaluate.yaml").read_text())
-    (clone/"configs"/"evaluate.yaml").write_text(yaml.safe_dump({**settings, "models": "mean,linear", "k": 2}, sort_keys=False))
+    changed = {**settings, "models": "mean,linear", "k": 2}
+    (clone/"configs"/"evaluate.yaml").write_text(yaml.safe_dump(changed, sort_keys=False))
     assert changed_stages(clone) == {"evaluate"}
     assert ran(dvc(clone, "repro")) == {"evaluate"}
     summary = json.loads((clone/"runs"/"pipeline-benchmark"/"summary.json").read_text())
@@ -126,5 +129,6 @@ def test_push_and_pull_through_the_local_remote(clone, reproduced):
     (clone/"runs"/"pipeline"/"model.pt").unlink()
     shutil.rmtree(clone/"data")
     dvc(clone, "pull")
-    assert (clone/"runs"/"pipeline"/"model.pt").exists() and (clone/"data"/"wine-quality"/"winequality-white.csv").exists()
+    assert (clone/"runs"/"pipeline"/"model.pt").exists()
+    assert (clone/"data"/"wine-quality"/"winequality-white.csv").exists()
     assert changed_stages(clone) == set()

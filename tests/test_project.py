@@ -15,7 +15,8 @@ from conftest import ROOT, console_script, run
 def copy_project(dest: Path) -> Path:
     "A copy of what nbdev reads: settings, notebooks, library, docs config (the symlink kept as a symlink)."
     for name in ("settings.ini", "_quarto.yml", "README.md"): shutil.copy2(ROOT/name, dest/name)
-    shutil.copytree(ROOT/"nbs", dest/"nbs", symlinks=True, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "_*", "sidebar.yml", "nbdev.yml"))
+    ignored = shutil.ignore_patterns(".ipynb_checkpoints", "_*", "sidebar.yml", "nbdev.yml")
+    shutil.copytree(ROOT/"nbs", dest/"nbs", symlinks=True, ignore=ignored)
     shutil.copy(ROOT/"nbs"/"_quarto.yml", dest/"nbs"/"_quarto.yml", follow_symlinks=False)
     shutil.copytree(ROOT/"wine_nb", dest/"wine_nb", ignore=shutil.ignore_patterns("__pycache__"))
     return dest
@@ -56,7 +57,8 @@ def test_settings_keep_papermill_tags_and_name_test_flags():
 
 
 def test_every_notebook_passes_nbdev_test(tmp_path):
-    result = run([console_script("nbdev_test"), "--n_workers", "2", "--timing"], env={"WINE_NB_RUNS_DIR": str(tmp_path/"runs")})
+    result = run([console_script("nbdev_test"), "--n_workers", "2", "--timing"],
+                 env={"WINE_NB_RUNS_DIR": str(tmp_path/"runs")})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "Success" in result.stdout + result.stderr
     assert any((tmp_path/"runs").iterdir()), "the training notebook should have written a run folder"
@@ -88,7 +90,8 @@ def test_top_level_quarto_config_is_the_one_nbdev_processes(tmp_path):
     project = copy_project(tmp_path)
     bin_dir = tmp_path/"bin"; bin_dir.mkdir()
     fake = bin_dir/"quarto"  # nbdev only checks that Quarto exists before processing; rendering is not done here
-    fake.write_text("#!/bin/sh\necho 'quarto is not installed here' >&2\nexit 1\n"); fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
+    fake.write_text("#!/bin/sh\necho 'quarto is not installed here' >&2\nexit 1\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     result = run([console_script("nbdev_proc_nbs"), "--n_workers", "1"], cwd=project,
                  env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -98,8 +101,16 @@ def test_top_level_quarto_config_is_the_one_nbdev_processes(tmp_path):
 
 
 def test_library_notebooks_and_scripts_pass_ruff():
-    result = run([console_script("ruff"), "check", "--select", "F,E9", "--output-format", "concise", "wine_nb", "nbs", "tests", "benchmarks"])
+    "ruff with the project's own rule set (pyproject.toml), over everything it covers: library, notebooks, scripts."
+    result = run([console_script("ruff"), "check", "--output-format", "concise", "."])
     assert result.returncode == 0, result.stdout[-3000:]
+
+
+def test_the_library_passes_mypy():
+    "mypy with the project's configuration (pyproject.toml: the `wine_nb` package)."
+    result = run([console_script("mypy")])
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "Success" in result.stdout
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in (ROOT/"benchmarks").glob("*.py")))

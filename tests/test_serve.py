@@ -1,4 +1,5 @@
-"The prediction service as a client uses it: a real `wine_serve` process on 127.0.0.1, and `wine_predict` on real files."
+"""The prediction service as a client uses it: a real `wine_serve` process on 127.0.0.1, and `wine_predict` on real
+files."""
 import json
 import shutil
 import sys
@@ -43,7 +44,8 @@ def test_model_endpoint_gives_metadata_and_accepted_ranges(server, predictor):
     info = httpx.get(f"{server}/model").json()
     assert info["features"] == FEATURES and info["classes"] == list(range(3, 10))
     assert info["config"] == predictor.metadata["config"] and info["metrics"] == predictor.metadata["metrics"]
-    assert info["accepted_ranges"] == input_bounds(predictor.metadata["feature_ranges"]) and info["batch_limit"] == BATCH_LIMIT
+    assert info["accepted_ranges"] == input_bounds(predictor.metadata["feature_ranges"])
+    assert info["batch_limit"] == BATCH_LIMIT
     for f, (lo, hi) in info["accepted_ranges"].items():
         train_lo, train_hi = predictor.metadata["feature_ranges"][f]
         assert lo <= train_lo and hi >= train_hi
@@ -55,15 +57,16 @@ def test_predict_agrees_with_the_library(request, backend, predictor, accepted_w
     sample = accepted_wines.sample(20, random_state=1)
     expected = predictor.predict(sample)
     with httpx.Client(base_url=url) as client:
-        for wine, (_, row) in zip(as_json(sample), expected.iterrows()):
+        for wine, (_, row) in zip(as_json(sample), expected.iterrows(), strict=True):
             answer = client.post("/predict", json=wine).json()
             assert answer["quality"] == row.quality
             assert answer["expected_quality"] == pytest.approx(row.expected_quality, abs=1e-5)
             assert answer["probabilities"] == pytest.approx({str(q): row[f"p_{q}"] for q in range(3, 10)}, abs=1e-5)
 
 
-@pytest.mark.parametrize("change, field", [({"alcohol": 1e6}, "alcohol"), ({"ph": "3.2"}, "ph"), ({"wine": "rosé"}, "wine"),
-                                           ({"density": None}, "density"), ({"colour": "red"}, "colour"), ({"ph": -1}, "ph")])
+@pytest.mark.parametrize("change, field", [
+    ({"alcohol": 1e6}, "alcohol"), ({"ph": "3.2"}, "ph"), ({"wine": "rosé"}, "wine"),
+    ({"density": None}, "density"), ({"colour": "red"}, "colour"), ({"ph": -1}, "ph")])
 def test_bad_input_is_a_422_naming_the_field(server, change, field):
     answer = httpx.post(f"{server}/predict", json={**TYPICAL_WINES["red"], **change})
     assert answer.status_code == 422
@@ -75,7 +78,8 @@ def test_non_finite_numbers_and_broken_json_are_422(server):
         answer = httpx.post(f"{server}/predict", content=body, headers={"content-type": "application/json"})
         assert answer.status_code == 422, body
     body = json.dumps({**TYPICAL_WINES["white"], "ph": float("nan")}).encode()  # Python's json writes NaN
-    answer = httpx.post(f"{server}/predict/batch", content=b'{"wines": [' + body + b"]}", headers={"content-type": "application/json"})
+    batch = b'{"wines": [' + body + b"]}"
+    answer = httpx.post(f"{server}/predict/batch", content=batch, headers={"content-type": "application/json"})
     assert answer.status_code == 422
 
 
@@ -93,15 +97,18 @@ def test_batch_errors_name_the_row_and_field_and_the_limit_is_413(server):
     wines = [TYPICAL_WINES["red"]] * 5 + [{**TYPICAL_WINES["red"], "sulphates": 50}]
     answer = httpx.post(f"{server}/predict/batch", json={"wines": wines})
     assert answer.status_code == 422 and answer.json()["detail"][0]["loc"] == ["body", "wines", 5, "sulphates"]
-    too_many = httpx.post(f"{server}/predict/batch", json={"wines": [TYPICAL_WINES["red"]] * (BATCH_LIMIT + 1)}, timeout=60)
+    too_many = httpx.post(f"{server}/predict/batch", json={"wines": [TYPICAL_WINES["red"]] * (BATCH_LIMIT + 1)},
+                          timeout=60)
     assert too_many.status_code == 413 and f"send 1 to {BATCH_LIMIT}" in too_many.text
-    huge = httpx.post(f"{server}/predict/batch", content=b" " * (20 * 2**20), headers={"content-type": "application/json"}, timeout=60)
+    huge = httpx.post(f"{server}/predict/batch", content=b" " * (20 * 2**20),
+                      headers={"content-type": "application/json"}, timeout=60)
     assert huge.status_code == 413
 
 
 def test_csv_upload_of_the_uci_red_file(server, data_dir, predictor):
     csv = (data_dir/CSV_NAMES["red"]).read_bytes()
-    answer = httpx.post(f"{server}/predict/batch/csv", params={"wine": "red"}, files={"file": ("winequality-red.csv", csv)}, timeout=60)
+    answer = httpx.post(f"{server}/predict/batch/csv", params={"wine": "red"},
+                        files={"file": ("winequality-red.csv", csv)}, timeout=60)
     assert answer.status_code == 200, answer.text[:500]
     wines = load_wine("red")
     assert answer.json()["n"] == len(wines) == 1599
@@ -110,7 +117,8 @@ def test_csv_upload_of_the_uci_red_file(server, data_dir, predictor):
     assert no_type.status_code == 422 and "either a 'wine' column" in no_type.json()["detail"]
     bad = csv.replace(b"\n7.4;0.7;0;1.9;", b"\n7.4;0.7;zero;1.9;", 1)
     answer = httpx.post(f"{server}/predict/batch/csv", params={"wine": "red"}, files={"file": ("bad.csv", bad)})
-    assert answer.status_code == 422 and "bad.csv, column 'citric_acid', row 1: 'zero' is not a number" in answer.json()["detail"]
+    assert answer.status_code == 422
+    assert "bad.csv, column 'citric_acid', row 1: 'zero' is not a number" in answer.json()["detail"]
 
 
 def test_metrics_count_requests_grades_and_confidence(server):
@@ -152,18 +160,22 @@ def test_service_refuses_to_start_on_a_bad_run_folder(problem, trained_run, tmp_
 
 def test_wine_predict_scores_a_file_atomically(trained_run, data_dir, tmp_path, predictor):
     out = tmp_path/"scored.csv"
-    result = run([console_script("wine_predict"), str(data_dir/CSV_NAMES["red"]), str(out), "--model", str(trained_run), "--wine", "red",
-                  "--backend", "onnx"])
+    result = run([console_script("wine_predict"), str(data_dir/CSV_NAMES["red"]), str(out), "--model", str(trained_run),
+                  "--wine", "red", "--backend", "onnx"])
     assert result.returncode == 0, result.stderr
     scored, wines = pd.read_csv(out, sep=";"), load_wine("red")
     assert scored.predicted_quality.tolist() == predictor.predict(wines).quality.tolist()
     assert (scored.quality == wines.quality).all()  # the true grade of the UCI file is kept beside the prediction
     bad = tmp_path/"bad.csv"
     bad.write_text((data_dir/CSV_NAMES["red"]).read_text().replace("\n7.4;0.7;0;1.9;", "\n7.4;0.7;0;-1.9;", 1))
-    result = run([console_script("wine_predict"), str(bad), str(tmp_path/"never.csv"), "--model", str(trained_run), "--wine", "red"])
-    assert result.returncode == 1 and "bad.csv, column 'residual_sugar', row 1: -1.9 is outside [0.0, " in result.stderr  # the model's accepted range
+    result = run([console_script("wine_predict"), str(bad), str(tmp_path/"never.csv"), "--model", str(trained_run),
+                  "--wine", "red"])
+    assert result.returncode == 1
+    # the model's accepted range
+    assert "bad.csv, column 'residual_sugar', row 1: -1.9 is outside [0.0, " in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path/"never.csv").exists()
-    result = run([console_script("wine_predict"), str(bad), str(tmp_path/"never.csv"), "--model", str(tmp_path/"nowhere")])
+    result = run([console_script("wine_predict"), str(bad), str(tmp_path/"never.csv"),
+                  "--model", str(tmp_path/"nowhere")])
     assert result.returncode == 1 and "no bundle.json in" in result.stderr and not (tmp_path/"never.csv").exists()
 
 
@@ -181,7 +193,8 @@ def test_service_follows_a_registry_alias(trained_run, tmp_path, monkeypatch):
 
 
 def test_smoke_script_serves_a_run_and_fails_on_a_broken_one(trained_run, tmp_path):
-    "The promotion workflow's smoke test (.ci/smoke.py) passes on a good run and exits non-zero, naming why, on a broken one."
+    """The promotion workflow's smoke test (.ci/smoke.py) passes on a good run and exits non-zero, naming why, on a
+    broken one."""
     result = run([sys.executable, str(ROOT/".ci"/"smoke.py"), str(trained_run), "--backend", "onnx"])
     assert result.returncode == 0, result.stderr[-3000:]
     assert "answered /health, /predict and /predict/batch" in result.stdout
@@ -199,4 +212,5 @@ def test_wine_serve_says_what_it_serves(trained_run, predictor, tmp_path):
     stop(proc)
     said = proc.stderr.read()
     model_id = f"{trained_run.name}@{predictor.metadata['digest'][:12]}"
-    assert f"wine_serve: serving {model_id} (torch backend) on {url}; prediction log {tmp_path/'log.sqlite'}" in said, said
+    expected = f"wine_serve: serving {model_id} (torch backend) on {url}; prediction log {tmp_path/'log.sqlite'}"
+    assert expected in said, said

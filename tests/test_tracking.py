@@ -17,13 +17,16 @@ def train(out, *extra):
     return run([console_script("wine_train"), "--wine", "red", "--epochs", "3", "--out_dir", str(out), *extra])
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ip") is None, reason="needs unshare and ip (util-linux, iproute2)")
+@pytest.mark.skipif(shutil.which("unshare") is None or shutil.which("ip") is None,
+                    reason="needs unshare and ip (util-linux, iproute2)")
 def test_offline_run_needs_no_network(tmp_path):
-    "In a network namespace with only loopback, an offline W&B run finishes and records config, metrics and the artifact."
+    """In a network namespace with only loopback, an offline W&B run finishes and records config, metrics and the
+    artifact."""
     probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
     if probe.returncode != 0: pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode().strip()}")
     out = tmp_path/"offline"
-    command = f"ip link set lo up && exec {console_script('wine_train')} --wine red --epochs 3 --wandb_mode offline --out_dir {out}"
+    command = (f"ip link set lo up && exec {console_script('wine_train')} --wine red --epochs 3 --wandb_mode offline "
+               f"--out_dir {out}")
     result = run(["unshare", "-n", "sh", "-c", command], timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     recorded = read_offline_run(out)
@@ -43,8 +46,9 @@ def test_online_without_a_key_stops_before_training(tmp_path, monkeypatch):
 
 def test_sweep_of_four_runs_promotes_the_best_by_validation(tmp_path):
     out = tmp_path/"runs"/"sweeps"/"tiny"
-    result = run([console_script("wine_sweep"), "--n_runs", "4", "--epochs", "2", "--wine", "red", "--wandb_mode", "disabled",
-                  "--seed", "3", "--out_dir", str(out), "--promote_to", "staging"], env={"WINE_NB_RUNS_DIR": str(tmp_path/"runs")})
+    result = run([console_script("wine_sweep"), "--n_runs", "4", "--epochs", "2", "--wine", "red",
+                  "--wandb_mode", "disabled", "--seed", "3", "--out_dir", str(out), "--promote_to", "staging"],
+                 env={"WINE_NB_RUNS_DIR": str(tmp_path/"runs")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 trials finished, 0 failed" in result.stdout
     table = list_runs(out)
@@ -59,7 +63,7 @@ def test_sweep_of_four_runs_promotes_the_best_by_validation(tmp_path):
 def test_promote_cli_and_its_errors(tmp_path):
     runs = tmp_path/"runs"
     assert train(runs/"a", "--wandb_mode", "disabled").returncode == 0
-    promote = lambda *args: run([console_script("wine_promote"), *args, "--runs_dir", str(runs)])
+    def promote(*args): return run([console_script("wine_promote"), *args, "--runs_dir", str(runs)])
     ok = promote("a", "production")
     assert ok.returncode == 0 and "production → a" in ok.stdout
     twice = promote("a", "production")
@@ -74,8 +78,9 @@ def test_promote_cli_and_its_errors(tmp_path):
 def test_interrupted_run_is_never_promotable(tmp_path):
     "A training process killed mid-run leaves a folder without bundle.json: not listed, not promotable."
     runs = tmp_path/"runs"
-    process = subprocess.Popen([console_script("wine_train"), "--epochs", "500", "--patience", "500", "--wandb_mode", "disabled",
-                                "--out_dir", str(runs/"killed")], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen([console_script("wine_train"), "--epochs", "500", "--patience", "500",
+                                "--wandb_mode", "disabled", "--out_dir", str(runs/"killed")],
+                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 120
         while not (runs/"killed").exists() and time.monotonic() < deadline and process.poll() is None: time.sleep(0.1)

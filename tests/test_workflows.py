@@ -10,7 +10,8 @@ def test_there_are_test_deploy_pipeline_and_promotion_workflows():
 
 
 def test_workflows_match_githubs_schema():
-    result = run([console_script("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)])
+    result = run([console_script("check-jsonschema"), "--builtin-schema", "vendor.github-workflows",
+                  *map(str, WORKFLOWS)])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -22,8 +23,10 @@ def test_workflows_pass_zizmor():
 @pytest.mark.parametrize("workflow,needles", [
     ("test.yaml", ["bash .ci/run", "runs/default", "runs/ci-lr", "~/.cache/wine_nb"]),
     ("deploy.yaml", ["nbdev_docs", "_docs", "deploy-pages", "pages: write"]),
-    ("pipeline.yaml", ["dvc repro", "dvc status", "dvc metrics show", "params.yaml", "dvc.lock", "**/*.dvc", "upload-artifact"]),
-    ("promoted.yaml", ["repository_dispatch", "model-promoted", "workflow_dispatch", "wandb artifact get", ".ci/smoke.py"]),
+    ("pipeline.yaml", ["dvc repro", "dvc status", "dvc metrics show", "params.yaml", "dvc.lock", "**/*.dvc",
+                       "upload-artifact"]),
+    ("promoted.yaml", ["repository_dispatch", "model-promoted", "workflow_dispatch", "wandb artifact get",
+                       ".ci/smoke.py"]),
 ])
 def test_workflows_do_what_the_project_needs(workflow, needles):
     text = (ROOT/".github"/"workflows"/workflow).read_text()

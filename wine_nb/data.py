@@ -216,7 +216,7 @@ def _parse_numbers(raw: pd.Series, where) -> pd.Series:
 def _check_column(raw: pd.Series, name: str, source: str, integer: bool = False, low: float = 0,
                   high: float = np.inf) -> pd.Series:
     "Parse one column to numbers and check it; raise `WineDataError` at the first bad row."
-    where = lambda row: f"{source}, column '{name}', row {row}"
+    def where(row): return f"{source}, column '{name}', row {row}"
     values = _parse_numbers(raw, where)
     for kind, bad in (("finite", ~np.isfinite(values)), ("outside", (values < low) | (values > high)),
                       ("integer", (values != np.round(values)) if integer else None)):

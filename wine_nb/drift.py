@@ -12,6 +12,7 @@ import io
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -57,8 +58,8 @@ def _categorical(reference: pd.Series, window: pd.Series, categories: list, n_te
     expected = np.maximum(r, 1e-4) / np.maximum(r, 1e-4).sum() * counts.sum()
     p = float(stats.chisquare(counts, expected).pvalue) if len(categories) > 1 else 1.0
     value = _psi_shares(r, counts / counts.sum())
-    return dict(reference={str(c): float(s) for c, s in zip(categories, r)},
-                window={str(c): float(s) for c, s in zip(categories, counts / counts.sum())},
+    return dict(reference={str(c): float(s) for c, s in zip(categories, r, strict=True)},
+                window={str(c): float(s) for c, s in zip(categories, counts / counts.sum(), strict=True)},
                 psi=value, p_value=p, p_adjusted=min(1.0, p * n_tests),
                 status=_status(value, min(1.0, p * n_tests), thresholds))
 
@@ -69,10 +70,11 @@ def drift_report(reference: pd.DataFrame, # Training rows: `FEATURES` and `wine`
                 ) -> dict: # verdict, window, features, wine_mix, predicted_quality, thresholds
     "Compare a window of logged predictions with training rows: per measurement KS and PSI, wine mix, predicted grades."
     n_tests = len(FEATURES) + 2
-    report = dict(verdict="insufficient data", thresholds=dict(thresholds), reference_rows=len(reference),
-                  window=dict(rows=len(window), first=_iso(window.ts.min()) if len(window) else None,
-                              last=_iso(window.ts.max()) if len(window) else None),
-                  features=[], wine_mix=None, predicted_quality=None)
+    report: dict[str, Any] = dict(verdict="insufficient data", thresholds=dict(thresholds),
+                                  reference_rows=len(reference),
+                                  window=dict(rows=len(window), first=_iso(window.ts.min()) if len(window) else None,
+                                              last=_iso(window.ts.max()) if len(window) else None),
+                                  features=[], wine_mix=None, predicted_quality=None)
     if len(window) < thresholds["min_rows"]: return report
     for f in FEATURES:
         test = stats.ks_2samp(reference[f].to_numpy(), window[f].to_numpy())
@@ -102,7 +104,7 @@ def plot_drift(reference: pd.DataFrame, # Training rows
     "Histograms of each measurement (reference grey, window coloured by status) and the shares of predicted grades."
     fig, axes = plt.subplots(3, 4, figsize=(13, 8))
     statuses = {r["feature"]: r for r in report["features"]}
-    for ax, f in zip(axes.flat, FEATURES):
+    for ax, f in zip(axes.flat, FEATURES, strict=False):  # 12 panels, 11 measurements
         bins = np.histogram_bin_edges(np.concatenate([reference[f], window[f]]), 30)
         row = statuses.get(f, dict(status="ok", psi=np.nan))
         ax.hist(reference[f], bins, density=True, color="#bbbbbb", label="training")
@@ -134,7 +136,7 @@ def _share_rows(report: dict) -> pd.DataFrame:
     rows = [(name, part["reference"], part["window"], part["psi"], part["p_adjusted"], part["status"])
             for name, part in (("wine mix", report["wine_mix"]), ("predicted grade", report["predicted_quality"]))
             if part]
-    fmt = lambda shares: ", ".join(f"{k}: {v:.2f}" for k, v in shares.items() if v > 0)
+    def fmt(shares): return ", ".join(f"{k}: {v:.2f}" for k, v in shares.items() if v > 0)
     return pd.DataFrame([dict(what=n, training=fmt(r), window=fmt(w), psi=round(v, 4), p_adjusted=f"{p:.2g}", status=s)
                          for n, r, w, v, p, s in rows])
 
@@ -186,25 +188,25 @@ def wine_drift(db: str = None, # SQLite prediction log; $WINE_NB_PREDICTION_LOG 
                fail_on: str = None, # 'warn' or 'drift': exit with status 3 when the verdict reaches it
               ):
     "Compare the newest logged predictions with the model's training rows; write a Markdown or HTML drift report."
-    out, db = Path(out), Path(db) if db else default_log_path()
+    dest, log_db = Path(out), Path(db) if db else default_log_path()
     try:
-        if out.suffix not in (".md", ".html"): raise ValueError(f"--out must end in .md or .html, not {out.name!r}")
+        if dest.suffix not in (".md", ".html"): raise ValueError(f"--out must end in .md or .html, not {dest.name!r}")
         if fail_on not in (None, "warn", "drift"):
             raise ValueError(f"--fail_on must be 'warn' or 'drift', not {fail_on!r}")
         run = open_run(model)
         predictor, reference, model_id = load_model(run), run.reference(), run.model_id
-        window = read_log(db, None if all_models else model_id, last, wine)
+        window = read_log(log_db, None if all_models else model_id, last, wine)
     except (BundleError, RegistryError, FileNotFoundError, ValueError, sqlite3.Error) as e:
         raise SystemExit(f"wine_drift: error: {e}") from None
     if wine: reference = reference[reference.wine == wine]
     reference_quality = predictor.predict(reference)["quality"].to_numpy()
     report = drift_report(reference, reference_quality, window)
     figure = plot_drift(reference, reference_quality, window, report) if len(window) else None
-    if out.suffix == ".html": write_atomic(out, drift_html(report, model_id, figure).encode())
+    if dest.suffix == ".html": write_atomic(dest, drift_html(report, model_id, figure).encode())
     else:
-        image = save_figure(figure, out.with_suffix(".png")).name if figure is not None else None
-        write_atomic(out, drift_markdown(report, model_id, image).encode())
-    print(f"{out}: verdict {report['verdict']} ({report['window']['rows']} predictions of {model_id})")
+        image = save_figure(figure, dest.with_suffix(".png")).name if figure is not None else None
+        write_atomic(dest, drift_markdown(report, model_id, image).encode())
+    print(f"{dest}: verdict {report['verdict']} ({report['window']['rows']} predictions of {model_id})")
     if (fail_on and report["verdict"] in DRIFT_STATUSES
             and DRIFT_STATUSES.index(report["verdict"]) >= DRIFT_STATUSES.index(fail_on)):
         raise SystemExit(3)

@@ -236,11 +236,11 @@ def _run_part(job: tuple, # (models, k, repeats, seed, data_dir) of a benchmark
 
 def _keep_job(job: tuple):
     "Pool initializer: the job stays with the forked worker process it was handed to."
-    multiprocessing.current_process().benchmark_job = job
+    multiprocessing.current_process().benchmark_job = job  # type: ignore[attr-defined]  # our own attribute
 
 def _run_kept_part(part: tuple) -> pd.DataFrame:
     "A pool worker's task: one part of the job its initializer kept."
-    return _run_part(multiprocessing.current_process().benchmark_job, part)
+    return _run_part(multiprocessing.current_process().benchmark_job, part)  # type: ignore[attr-defined]  # see above
 
 # %% ../nbs/06_evaluate.ipynb #06c026a
 def run_benchmark(models: dict, # name → model function
@@ -259,7 +259,7 @@ def run_benchmark(models: dict, # name → model function
         with multiprocessing.get_context("fork").Pool(workers, initializer=_keep_job, initargs=(job,)) as pool:
             frames = pool.map(_run_kept_part, parts, chunksize=1)
     else: frames = [_run_part(job, part) for part in parts]
-    by_part = dict(zip(parts, frames))
+    by_part = dict(zip(parts, frames, strict=True))
     return pd.concat([by_part[w, p] for w in wines for p in protocols], ignore_index=True)
 
 # %% ../nbs/06_evaluate.ipynb #06c026b

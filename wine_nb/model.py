@@ -6,6 +6,7 @@
 __all__ = ['parse_hidden', 'PiecewiseLinear', 'EnsembleLinear', 'WineMLP', 'count_parameters']
 
 # %% ../nbs/01_model.ipynb #01c003
+import itertools
 import math
 
 import torch
@@ -29,6 +30,8 @@ def parse_hidden(hidden: str|int|list|tuple, # Hidden layer widths: "64,32", [64
 # %% ../nbs/01_model.ipynb #01c007
 class PiecewiseLinear(nn.Module):
     "Piecewise-linear encoding of the first `n_features` inputs on training-row quantile bins; inputs pass through too."
+    left: torch.Tensor  # buffers, registered in `__init__`
+    scale: torch.Tensor
     def __init__(self,
                  n_features: int = 11, # Inputs to encode (the first ones; the wine type, last, is left alone)
                  bins: int = 16, # Bins per input
@@ -93,7 +96,7 @@ class WineMLP(nn.Module):
         widths = (n_inputs + (n_inputs - 1) * bins, *parse_hidden(hidden))
         def linear(a, b, first):
             return nn.Linear(a, b) if heads == 1 else EnsembleLinear(a, b, heads, random_signs=first)
-        self.hidden = nn.ModuleList(linear(a, b, i == 0) for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])))
+        self.hidden = nn.ModuleList(linear(a, b, i == 0) for i, (a, b) in enumerate(itertools.pairwise(widths)))
         self.output = linear(widths[-1], n_classes, len(widths) == 1)
         self.dropout, self.temperature, self.heads = dropout, float(temperature), int(heads)
 

@@ -27,7 +27,8 @@ def onnx_bytes(model: nn.Module, # Trained network (eval mode)
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated but needs no onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(nn.Sequential(model, nn.Softmax(dim=1)).eval(), (torch.zeros(1, n_inputs),), buffer,
+        torch.onnx.export(nn.Sequential(model, nn.Softmax(dim=1)).eval(), (torch.zeros(1, n_inputs),),
+                          buffer,  # type: ignore[arg-type]  # typed as a path, but this exporter writes to files too
                           dynamo=False, input_names=["inputs"], output_names=["probabilities"],
                           dynamic_axes={"inputs": {0: "batch"}, "probabilities": {0: "batch"}})
     return buffer.getvalue()

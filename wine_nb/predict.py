@@ -28,14 +28,14 @@ def build_network(spec: dict, # A bundle's `model` entry: hidden, dropout and op
 
 # %% ../nbs/01c_predict.ipynb #01cc009
 def grades(proba: np.ndarray, # Probability of each grade: one row (classes,) or rows × classes
-           classes: list = QUALITY_CLASSES, # Grade of each column
+           classes: np.ndarray|list = QUALITY_CLASSES, # Grade of each column
           ) -> tuple: # (most likely grade, expected grade), per row
     "The most likely grade and the expected grade (probabilities × grades) of each row of probabilities."
-    classes = np.asarray(classes)
-    return classes[np.asarray(proba).argmax(axis=-1)], proba @ classes.astype("float64")
+    grade = np.asarray(classes)
+    return grade[np.asarray(proba).argmax(axis=-1)], proba @ grade.astype("float64")
 
 def prediction_frame(proba: np.ndarray, # Probability of each grade, rows × classes
-                     classes: list = QUALITY_CLASSES, # Grade of each column
+                     classes: np.ndarray|list = QUALITY_CLASSES, # Grade of each column
                      index=None, # Index of the rows (e.g. the wines')
                     ) -> pd.DataFrame: # quality, expected_quality, p_<grade>
     "Predictions as a table: the most likely grade, the expected grade and one probability column per grade."
@@ -93,7 +93,7 @@ def check_model_values(meta: dict, # A bundle's content
                   (mean.shape == std.shape == (len(FEATURES),) and np.isfinite([mean, std]).all() and (std > 0).all(),
                    "the scaler needs a finite mean and a finite, positive std per measurement"),
                   (bounds.shape == (len(FEATURES), 2) and np.isfinite(bounds).all()
-                   and (0 <= bounds[:, 0]).all() and (bounds[:, 0] <= bounds[:, 1]).all(),
+                   and (bounds[:, 0] >= 0).all() and (bounds[:, 0] <= bounds[:, 1]).all(),
                    "feature_ranges needs a finite [low, high] with 0 <= low <= high per measurement")]
     except (KeyError, TypeError, ValueError) as e:
         raise BundleError(f"{where}: the model's entries are incomplete or malformed "

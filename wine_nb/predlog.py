@@ -12,6 +12,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,11 @@ def _reason(error: Exception, folder: Path) -> str:
 # %% ../nbs/08_predlog.ipynb #08c011
 class PredictionLog:
     "An SQLite prediction log in WAL mode: `record` commits before it returns, or raises `PredictionLogError`."
+    error: str|None  # the current failure, as `status` shows it; None when the log works
+    reason: str|None  # its short cause (`_reason`)
+    failures: dict[str, int]  # failures since start, by cause
+    _connection: sqlite3.Connection|None  # None until opened
+    _failed_at: float|None  # `time.monotonic()` of the last failure
     def __init__(self,
                  path: str|Path, # Database file (created, with its folder, if missing)
                  busy_timeout: float = 0.1, # Seconds to wait for a write lock held by another connection
@@ -101,16 +107,17 @@ class PredictionLog:
                 raise PredictionLogError(f"prediction log {self.path} unavailable ({self.error})")
             try:
                 if self._connection is None: self._open()
-                if len(rows) == 1: last = self._connection.execute(_INSERT, rows[0]).lastrowid
+                connection = self._connection; assert connection is not None  # `_open` sets it or raises
+                if len(rows) == 1: last = cast(int, connection.execute(_INSERT, rows[0]).lastrowid)  # an INSERT sets it
                 else:
-                    self._connection.execute("BEGIN IMMEDIATE")
+                    connection.execute("BEGIN IMMEDIATE")
                     try:
-                        self._connection.executemany(_INSERT, rows)
-                        last = self._connection.execute("SELECT last_insert_rowid()").fetchone()[0]
+                        connection.executemany(_INSERT, rows)
+                        last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
                     except BaseException:
-                        if self._connection.in_transaction: self._connection.execute("ROLLBACK")
+                        if connection.in_transaction: connection.execute("ROLLBACK")
                         raise
-                    self._connection.execute("COMMIT")
+                    connection.execute("COMMIT")
             except (sqlite3.Error, OSError) as e:
                 self._fail(e)
                 raise PredictionLogError(f"prediction log {self.path} unavailable ({self.error})") from None
@@ -148,7 +155,7 @@ def log_rows(model_id: str, # Id of the model that made the predictions
     quality, expected = (values.tolist() for values in grades(proba, classes))
     wine = np.where(is_red, "red", "white").tolist()
     return [log_row(model_id, w, f, q, e, p, latency_ms, ts)
-            for w, f, q, e, p in zip(wine, features.tolist(), quality, expected, proba.tolist())]
+            for w, f, q, e, p in zip(wine, features.tolist(), quality, expected, proba.tolist(), strict=True)]
 
 # %% ../nbs/08_predlog.ipynb #08c020
 def read_log(db: str|Path, # Database file written by `PredictionLog`

@@ -11,7 +11,7 @@ import argparse
 import io
 import logging
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -83,7 +83,7 @@ def settings_parser(settings: type, # A dataclass whose fields become options
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for name in names or list(chosen):
         f = chosen[name]
-        default = f.default if f.default is not MISSING else f.default_factory()
+        default = f.default_factory() if callable(f.default_factory) else f.default
         parser.add_argument(f"--{name}", type=_option_type(f.type), default=default, help=docs[name] or name)
     return parser
 

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,8 +28,18 @@ from fastcore.script import call_parse
 
 from .data import write_atomic
 from .model import parse_hidden
-from .runs import (BUNDLE_FILE, WEIGHTS_FILE, RegistryError, best_run, list_runs, print_runs,
-                          project_root, promote, read_run, runs_root)
+from wine_nb.runs import (
+    BUNDLE_FILE,
+    WEIGHTS_FILE,
+    RegistryError,
+    best_run,
+    list_runs,
+    print_runs,
+    project_root,
+    promote,
+    read_run,
+    runs_root,
+)
 
 # %% ../nbs/04_tracking.ipynb #04c014
 WANDB_MODES = ("auto", "online", "offline", "disabled")
@@ -60,7 +71,8 @@ def start_wandb(config: dict, # The run's settings, logged as its W&B config
     if mode == "disabled": return None
     import wandb
     return wandb.init(project=project, name=Path(run_dir).name, job_type="train", config=config, dir=str(run_dir),
-                      mode=mode, settings=wandb.Settings(silent=True, console="off"))
+                      mode=cast(Literal["online", "offline"], mode),  # resolved by `resolve_wandb_mode`
+                      settings=wandb.Settings(silent=True, console="off"))
 
 def log_epoch(wandb_run, # Run from `start_wandb`, or None
               record: dict, # One epoch's figures (epoch, losses, accuracy)
@@ -101,8 +113,8 @@ def _wandb_records(path: Path) -> list:
         chunk, pos = data[pos + 7:pos + 7 + length], pos + 7 + length
         if kind == 0: continue
         pending = chunk if kind in (1, 2) else pending + chunk  # 1 full, 2 first, 3 middle, 4 last
-        if kind in (1, 4):
-            records.append(wandb_internal_pb2.Record.FromString(pending)); pending = b""
+        if kind in (1, 4):  # protobuf builds `Record` when the module is imported: mypy cannot see it
+            records.append(wandb_internal_pb2.Record.FromString(pending)); pending = b""  # type: ignore[attr-defined]
     return records
 
 # %% ../nbs/04_tracking.ipynb #04c022
@@ -112,7 +124,7 @@ def read_offline_run(run_dir: Path, # A run folder with one offline W&B run unde
     files = sorted(Path(run_dir).glob("wandb/offline-run-*/run-*.wandb"))
     if len(files) != 1:
         raise FileNotFoundError(f"expected one offline W&B run under {run_dir}/wandb, found {len(files)}")
-    out = dict(config={}, summary={}, history_keys=set(), artifacts=[])
+    out: dict[str, Any] = dict(config={}, summary={}, history_keys=set(), artifacts=[])
     for record in _wandb_records(files[0]):
         kind = record.WhichOneof("record_type")
         if kind == "run": out["config"].update({u.key: json.loads(u.value_json) for u in record.run.config.update})
@@ -261,11 +273,11 @@ def wine_sweep(config: str = "sweeps/mlp.yaml", # W&B sweep YAML
               ):
     "Run a hyperparameter sweep locally as papermill runs; print the results and optionally promote the best trial."
     fixed = {k: v for k, v in dict(epochs=epochs, wine=wine, wandb_mode=wandb_mode).items() if v is not None}
-    config = config if Path(config).exists() else project_root()/config
+    sweep_file = Path(config) if Path(config).exists() else project_root()/config
     started = time.perf_counter()
     try:
-        sweep = load_sweep(config)
-        table, failures = run_local_sweep(config, n_runs, out_dir, parallel, seed, fixed)
+        sweep = load_sweep(sweep_file)
+        table, failures = run_local_sweep(sweep_file, n_runs, out_dir, parallel, seed, fixed)
     except (ValueError, FileExistsError, FileNotFoundError) as e: raise SystemExit(f"wine_sweep: error: {e}") from None
     metric = sweep["metric"]["name"].replace("/", "_")
     print_runs(table, ["run", *sweep["parameters"], metric, "test_accuracy"])

@@ -11,6 +11,7 @@ __all__ = ['SCHEDULES', 'METRIC_COLUMNS', 'TrainConfig', 'PreparedData', 'prepar
            'run_training', 'wine_train']
 
 # %% ../nbs/02_train.ipynb #02c003
+import contextlib
 import copy
 import io
 import json
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Protocol
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -33,9 +35,24 @@ from sklearn.ensemble import RandomForestClassifier
 from torch import nn
 
 import wine_nb
-from .data import (FEATURES, MODEL_INPUTS, QUALITY_CLASSES, SPLIT_MODES, TARGET, WINE_TYPES, DataUnavailableError,
-                          Scaler, WineDataError, WineSplit, load_wine, model_inputs, quality_to_class, split_wines,
-                          validate_features, write_atomic)
+from wine_nb.data import (
+    FEATURES,
+    MODEL_INPUTS,
+    QUALITY_CLASSES,
+    SPLIT_MODES,
+    TARGET,
+    WINE_TYPES,
+    DataUnavailableError,
+    Scaler,
+    WineDataError,
+    WineSplit,
+    load_wine,
+    model_inputs,
+    quality_to_class,
+    split_wines,
+    validate_features,
+    write_atomic,
+)
 from .model import WineMLP, count_parameters, parse_hidden
 from .predict import WinePredictor, build_network, grades, load_model
 from .report import add_log_level, configure_logging, plot_confusion, save_figure, settings_parser
@@ -115,7 +132,7 @@ class TrainConfig:
 @dataclass
 class PreparedData:
     "A split of the wines, the scaler fitted on its training rows, and the tensors of each part."
-    split: object # The `WineSplit`
+    split: WineSplit # Train, validation and test rows
     scaler: Scaler # Fitted on the training rows
     tensors: dict # part name → (inputs float32, class indices int64)
     data_sha256: dict # sha256 of each CSV the wines came from
@@ -188,7 +205,7 @@ def _train(model, data, cfg, on_epoch):
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     steps = cfg.epochs * math.ceil(len(x_train) / cfg.batch_size)
-    cosine = lambda step: 0.5 * (1 + math.cos(math.pi * step / steps))
+    def cosine(step): return 0.5 * (1 + math.cos(math.pi * step / steps))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine) if cfg.schedule == "cosine" else None
     best_loss, best_state, waited, history = float("inf"), copy.deepcopy(model.state_dict()), 0, []
     for epoch in range(1, cfg.epochs + 1):
@@ -252,7 +269,7 @@ def quality_metrics(true_quality, # True grades
                       np.sum((pred != grade) & (true == grade)))
         f1s.append(2 * tp / (2 * tp + fp + fn))
     return dict(accuracy=float(np.mean(true == pred)), mad=float(np.mean(np.abs(true - pred))),
-                within_one=float(np.mean(np.abs(true - pred) <= 1)), macro_f1=float(np.mean(f1s)), n=int(len(true)))
+                within_one=float(np.mean(np.abs(true - pred) <= 1)), macro_f1=float(np.mean(f1s)), n=len(true))
 
 # %% ../nbs/02_train.ipynb #02c022b
 def reliability_bins(true_quality, # True grades
@@ -290,7 +307,12 @@ def probability_metrics(true_quality, # True grades
     return {**quality_metrics(true_quality, predicted), **calibration_metrics(true_quality, proba, classes)}
 
 # %% ../nbs/02_train.ipynb #02c027
-def evaluate_predictor(predictor: WinePredictor, # Trained predictor (or anything with `classes` and `predict_proba`)
+class _Scorable(Protocol):
+    "What `evaluate_predictor` needs of a predictor: a `WinePredictor`, or e.g. `ForestBaseline` below."
+    classes: list
+    def predict_proba(self, wines: pd.DataFrame) -> np.ndarray: ...
+
+def evaluate_predictor(predictor: _Scorable, # Trained predictor (or anything with `classes` and `predict_proba`)
                        wines: pd.DataFrame, # Wines with their true `quality`
                       ) -> tuple: # (metrics dict, confusion matrix)
     "Metrics of the most likely grade and of the probabilities, and the confusion matrix, on labelled wines."
@@ -298,7 +320,7 @@ def evaluate_predictor(predictor: WinePredictor, # Trained predictor (or anythin
     predicted = grades(proba, predictor.classes)[0]
     return probability_metrics(true, proba, predictor.classes), confusion_matrix(true, predicted, predictor.classes)
 
-def split_metrics(predictor: WinePredictor, # Trained predictor (or anything with `classes` and `predict_proba`)
+def split_metrics(predictor: _Scorable, # Trained predictor (or anything with `classes` and `predict_proba`)
                   split, # The `WineSplit` it was trained on
                  ) -> dict: # 'valid', 'test' and, per wine type present, 'test_red' / 'test_white'
     "Metrics on validation and test, and on the test wines of each type."
@@ -311,7 +333,7 @@ def split_metrics(predictor: WinePredictor, # Trained predictor (or anything wit
 
 # %% ../nbs/02_train.ipynb #02c029b
 @torch.no_grad()
-def fit_temperature(model: nn.Module, # Trained model with a `temperature` attribute (set in place)
+def fit_temperature(model: WineMLP, # Trained model, its `temperature` set in place
                     inputs: torch.Tensor, # Validation inputs
                     targets: torch.Tensor, # Their class indices
                     bounds: tuple = (0.05, 20.0), # Range searched
@@ -451,8 +473,8 @@ def _mark_failed(run_dir: Path, created: bool, error: BaseException):
     "After a failed run: remove the folder if this run created it, else leave `FAILED` in it saying why."
     if created: shutil.rmtree(run_dir, ignore_errors=True)
     else:
-        try: write_atomic(run_dir/"FAILED", f"{type(error).__name__}: {error}\n".encode())
-        except OSError: pass  # the folder may be the reason the run failed
+        with contextlib.suppress(OSError):  # the folder may be the reason the run failed
+            write_atomic(run_dir/"FAILED", f"{type(error).__name__}: {error}\n".encode())
 
 METRIC_COLUMNS = ["accuracy", "mad", "expected_mad", "ece", "nll", "within_one", "macro_f1", "n"]
 

@@ -32,12 +32,28 @@ from ..data import FEATURES, WINE_TYPES, WineDataError, write_atomic
 from ..drift import DRIFT_WINDOW, drift_report
 from ..onnx import OnnxPredictor
 from ..predict import grades, load_model, prediction_frame
-from ..predlog import (LOG_POLICIES, PredictionLog, PredictionLogError, default_log_path, log_row, log_rows,
-                             read_log)
+from wine_nb.predlog import (
+    LOG_POLICIES,
+    PredictionLog,
+    PredictionLogError,
+    default_log_path,
+    log_row,
+    log_rows,
+    read_log,
+)
 from ..report import add_log_level, configure_logging, settings_parser
 from ..runs import BundleError, RegistryError, open_run
-from .inputs import (BATCH_LIMIT, INPUT_MARGIN, BatchError, input_bounds, parse_batch, parse_wine,
-                                  read_wines_csv, validate_wines, wine_schema)
+from wine_nb.serve.inputs import (
+    BATCH_LIMIT,
+    INPUT_MARGIN,
+    BatchError,
+    input_bounds,
+    parse_batch,
+    parse_wine,
+    read_wines_csv,
+    validate_wines,
+    wine_schema,
+)
 from .metrics import MeasureRequests, ServiceMetrics
 from .page import page_html
 
@@ -75,6 +91,7 @@ class ServeConfig:
 # %% ../../nbs/05d_serve_app.ipynb #05dc013
 class ServingModel:
     "A run folder loaded for serving: id, metadata, accepted input ranges and a vectorised scoring function."
+    _reference: tuple|None  # (training rows, their predicted grades), loaded by `reference` on first use
     def __init__(self,
                  config: ServeConfig, # Which run (`model`), which engine (`backend`) and the input `margin`
                 ):
@@ -210,7 +227,7 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
         try: ids = record([row])  # committed before the answer leaves
         except PredictionLogError as e: return _log_unavailable(e)
         metrics.record_one(best, max(proba))
-        body = dict(quality=best, expected_quality=expected, probabilities=dict(zip(keys, proba)),
+        body = dict(quality=best, expected_quality=expected, probabilities=dict(zip(keys, proba, strict=True)),
                     model_id=model.model_id, prediction_id=ids[0] if ids else None)
         return Response(orjson.dumps(body), media_type="application/json")
 
@@ -228,7 +245,7 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
               summary=f"Predict up to {batch_limit} wines (UCI CSV upload)",
               responses={503: {"description": "The prediction log cannot be written (log_policy require)"}})
     def predict_csv(file: UploadFile = File(description="UCI-format CSV, ';'-separated"),
-                    wine: Literal[WINE_TYPES] | None = Query(
+                    wine: Literal["red", "white"] | None = Query(
                         None, description="wine type of every row, if the file has no 'wine' column")) -> Response:
         started = time.perf_counter()
         try:
@@ -243,6 +260,8 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
 # %% ../../nbs/05d_serve_app.ipynb #05c047
 class DriftMonitor:
     "Drift of the served model's logged inputs against its training rows; keeps the latest default report for /metrics."
+    report: dict|None  # the latest default report, None until one is computed
+    _at: float|None  # `time.monotonic()` when it was last computed (or attempted)
     def __init__(self,
                  model: ServingModel, # The served model (its training rows are the reference)
                  db: Path, # The prediction log
@@ -303,7 +322,7 @@ def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics,
                         503: {"description": "The prediction log is off or unreadable"}})
     async def drift_route(last: int = Query(config.drift_window, ge=1, le=100_000,
                                             description="newest predictions of the served model to compare"),
-                          wine: Literal[WINE_TYPES] | None = Query(
+                          wine: Literal["red", "white"] | None = Query(
                               None, description="compare only this wine type with its own training rows")) -> dict:
         if drift is None:
             raise HTTPException(503, "the prediction log is off (wine_serve --log_db off): there is nothing to compare")
@@ -325,7 +344,7 @@ def create_app(config: ServeConfig|str|Path, # Settings, or just the model to se
                **changes, # ServeConfig fields to set, e.g. log_db=..., backend='onnx'
               ) -> FastAPI:
     "The prediction service for one run folder; raises `BundleError` if the folder cannot be served."
-    config = replace(config if isinstance(config, ServeConfig) else ServeConfig(model=config), **changes)
+    config = replace(config if isinstance(config, ServeConfig) else ServeConfig(model=str(config)), **changes)
     model = ServingModel(config)
     app = FastAPI(title="wine_nb", version=wine_nb.__version__,
                   description="Predict the quality (3..9) of a vinho verde wine from eleven lab measurements.")
@@ -336,7 +355,7 @@ def create_app(config: ServeConfig|str|Path, # Settings, or just the model to se
     app.state.model, app.state.metrics, app.state.log = model, metrics, log
     app.state.drift, app.state.config = drift, config
     app.add_middleware(MeasureRequests, metrics=metrics)
-    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.exception_handler(RequestValidationError)(_invalid_request)  # add_exception_handler, typed less narrowly
     _add_prediction_routes(app, model, metrics, _recorder(log, config.log_policy, metrics), config.batch_limit)
     _add_info_routes(app, model, metrics, log, drift, config)
     _logger.debug("app for %s (%s backend), prediction log %s", model.model_id, config.backend,

@@ -8,15 +8,25 @@ __all__ = ['INPUT_MARGIN', 'BATCH_LIMIT', 'MAX_BODY_BYTES', 'TYPICAL_WINES', 'in
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05ac003
 import json
+from collections.abc import Sequence
+from typing import Any, Literal, NoReturn
 
+import numpy as np
 import orjson
 import pandas as pd
-import numpy as np
-from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from ..data import (FEATURES, WINE_TYPES, WineDataError, check_quality, problem, read_csv_table, shorten,
-                          snake_case_columns, validate_features)
+from wine_nb.data import (
+    FEATURES,
+    WINE_TYPES,
+    WineDataError,
+    check_quality,
+    problem,
+    read_csv_table,
+    shorten,
+    snake_case_columns,
+    validate_features,
+)
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05c009
 INPUT_MARGIN = 0.5  # share of the training span added on each side of a measurement's training range
@@ -58,7 +68,7 @@ def _key(name: str) -> str:
     "A key as an error's `loc` shows it: cut to 40 characters, so a huge unknown key is not echoed back."
     return name if len(name) <= 40 else f"{name[:39]}…"
 
-def _shape_errors(rows: list, loc: list) -> list:
+def _shape_errors(rows: list, loc: Sequence) -> list:
     "Each wine must be an object with exactly the eleven measurements and `wine`: the first wine that is not."
     for i, row in enumerate(rows):
         if not isinstance(row, dict): return [BatchError([*loc, i], "each wine must be an object")]
@@ -70,15 +80,16 @@ def _shape_errors(rows: list, loc: list) -> list:
                     for name in (missing + extra)[:6]]
     return []
 
-def _column_error(values: list, name: str, low: float, high: float, loc: list) -> BatchError|None:
+def _column_error(values: list, name: str, low: float, high: float, loc: Sequence) -> BatchError|None:
     "The first value of a measurement's column that is not a JSON number within [low, high], as an error."
     if set(map(type, values)) <= {float, int} and low <= min(values) and max(values) <= high: return None
     for i, value in enumerate(values):
         if type(value) not in (float, int): return BatchError([*loc, i, name], problem("number", value))
         if not low <= value <= high: return BatchError([*loc, i, name], problem("outside", value, low, high))
+    return None
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05ac013
-def _raise(errors: list):
+def _raise(errors: list) -> NoReturn:
     "Raise the first error, carrying them all."
     errors[0].errors = errors
     raise errors[0]
@@ -91,17 +102,17 @@ def _accepted(rows: list, bounds: dict) -> tuple|None:
     if not (set(map(type, flat)) <= _NUMBER_TYPES and set(map(type, wine)) <= {str} and set(wine) <= _WINE_NAMES):
         return None
     limits = [bounds[f] for f in FEATURES]
-    if len(rows) == 1:  # one wine: plain comparisons beat NumPy's per-call cost
-        if not all(lo <= v <= hi for v, (lo, hi) in zip(flat, limits)): return None
+    if len(rows) == 1 and not all(lo <= v <= hi for v, (lo, hi) in zip(flat, limits, strict=True)):
+        return None  # one wine: plain comparisons beat NumPy's per-call cost
     values = np.array(flat, dtype="float64").reshape(len(rows), len(FEATURES))
     if len(rows) > 1:
-        limits = np.array(limits)
-        if not ((values >= limits[:, 0]) & (values <= limits[:, 1])).all(): return None
+        low_high = np.array(limits)
+        if not ((values >= low_high[:, 0]) & (values <= low_high[:, 1])).all(): return None
     return values, np.array(wine) == "red"
 
 def check_wines(rows: list, # JSON wines (dicts), as parsed
                 bounds: dict, # {feature: [low, high]}, from `input_bounds`
-                loc: list = ["body", "wines"], # Where the list sits in the request, for error locations
+                loc: Sequence = ("body", "wines"), # Where the list sits in the request, for error locations
                ) -> tuple: # (measurements rows × 11 float64, is_red)
     "Check JSON wines by the service's rules, column by column; raise `BatchError`, every problem in its `.errors`."
     errors = _shape_errors(rows, loc)
@@ -112,7 +123,7 @@ def check_wines(rows: list, # JSON wines (dicts), as parsed
         bad = [i for i, w in enumerate(wine) if type(w) is not str or w not in WINE_TYPES]
         if bad: errors.append(BatchError([*loc, bad[0], "wine"], problem("wine", wine[bad[0]])))
     columns = {f: [row[f] for row in rows] for f in FEATURES if all(f in row for row in rows)}
-    errors += [e for f, values in columns.items() if (e := _column_error(values, f, *bounds[f], loc))]
+    errors += [e for f, values in columns.items() if (e := _column_error(values, f, bounds[f][0], bounds[f][1], loc))]
     _raise(errors)
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05ac014
@@ -165,11 +176,11 @@ def parse_batch(body: bytes, # Request body: {"wines": [wine, ...]}
 def wine_schema(bounds: dict, # {feature: [low, high]}, from `input_bounds`
                ) -> type[BaseModel]:
     "Pydantic model of a wine: each measurement a finite number within its bounds, `wine` red or white, no other field."
-    fields = {f: (float, Field(ge=lo, le=hi, strict=True, allow_inf_nan=False,
-                               description=f"accepted range [{lo}, {hi}]"))
-              for f, (lo, hi) in bounds.items()}
-    wine = (Literal[WINE_TYPES], Field(description="wine type: red or white"))
-    return create_model("Wine", __config__=ConfigDict(extra="forbid"), **fields, wine=wine)
+    fields: dict[str, Any] = {f: (float, Field(ge=lo, le=hi, strict=True, allow_inf_nan=False,
+                                               description=f"accepted range [{lo}, {hi}]"))
+                              for f, (lo, hi) in bounds.items()}  # name → (type, constraints)
+    fields["wine"] = (Literal[WINE_TYPES], Field(description="wine type: red or white"))
+    return create_model("Wine", __config__=ConfigDict(extra="forbid"), **fields)
 
 # %% ../../nbs/05a_serve_inputs.ipynb #05c029
 def read_wines_csv(source, # Path or file-like object: a CSV in the UCI format (`;`-separated, quoted header)

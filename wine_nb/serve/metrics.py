@@ -46,7 +46,7 @@ class BulkHistogram:
         "The metric family, with cumulative bucket counts."
         cumulative = np.cumsum(self.counts).tolist()
         bounds = [f"{b:g}" for b in self.buckets] + ["+Inf"]
-        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(bounds, cumulative)),
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(bounds, cumulative, strict=True)),
                                     sum_value=self.total)
 
 # %% ../../nbs/05b_serve_metrics.ipynb #05c038
@@ -73,7 +73,7 @@ class ServiceMetrics:
 
     def record_predictions(self, quality: np.ndarray, confidence: np.ndarray):
         "Count predicted grades and observe each prediction's confidence."
-        for grade, n in zip(*np.unique(quality, return_counts=True)): self._grade(int(grade)).inc(int(n))
+        for grade, n in zip(*np.unique(quality, return_counts=True), strict=True): self._grade(int(grade)).inc(int(n))
         self.confidence.observe(confidence)
 
     def record_one(self, quality: int, confidence: float):
