@@ -7,13 +7,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
     MPLBACKEND=Agg WANDB_MODE=offline
 WORKDIR /app
 
-# CPU-only PyTorch from the PyTorch index first, so the package's own requirements do not pull a CUDA build.
-RUN pip install --index-url https://download.pytorch.org/whl/cpu torch==2.13.0
+# Every version comes from constraints.txt (the same pins as CI). PyTorch first, in its own layer: the PyTorch index's
+# CPU build (2.13.0+cpu) outranks PyPI's 2.13.0, which would pull the CUDA libraries.
+COPY constraints.txt ./
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -c constraints.txt torch==2.13.0
 
 COPY settings.ini setup.py README.md LICENSE ./
 COPY wine_nb ./wine_nb
-RUN pip install . && useradd --create-home --uid 10001 wine && mkdir -p /app/runs && chown wine /app/runs
+RUN pip install -c constraints.txt . && useradd --create-home --uid 10001 wine && mkdir -p /app/runs && chown wine /app/runs
 
-USER wine
+USER 10001
 ENTRYPOINT ["wine_train"]
 CMD ["--out_dir", "/app/runs/default"]
