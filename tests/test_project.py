@@ -57,7 +57,8 @@ def test_settings_keep_papermill_tags_and_name_test_flags():
 
 
 def test_every_notebook_passes_nbdev_test(tmp_path):
-    result = run([console_script("nbdev_test"), "--n_workers", "2", "--timing"],
+    "Every notebook, its slow cells too (a plain `nbdev_test`, the inner loop, skips them)."
+    result = run([console_script("nbdev_test"), "--n_workers", "2", "--timing", "--flags", "slow"],
                  env={"WINE_NB_RUNS_DIR": str(tmp_path/"runs")})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     assert "Success" in result.stdout + result.stderr
@@ -75,7 +76,7 @@ def test_readme_and_docs_home_carry_the_same_quickstart():
     index = nbformat.read(ROOT/"nbs"/"index.ipynb", as_version=4)
     docs = quickstart_commands("\n".join(c.source for c in index.cells if c.cell_type == "markdown"))
     assert len(readme) == 2 and readme == docs
-    assert "papermill nbs/03_training.ipynb" in readme[0] and "pip install torch==2.13.0" in readme[0]
+    assert "papermill nbs/03_training.ipynb" in readme[0] and "pip install -c constraints.txt torch==2.13.0" in readme[0]
     assert "pytest" in readme[1]
 
 

@@ -13,6 +13,7 @@ __all__ = ['UCI_URL', 'WINE_TYPES', 'CSV_NAMES', 'CSV_SHA256', 'UCI_COLUMNS', 'F
 # %% ../nbs/00_data.ipynb #00c003
 import hashlib
 import io
+import logging
 import os
 import shutil
 import tempfile
@@ -26,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
+
+_logger = logging.getLogger(__name__)
 
 # %% ../nbs/00_data.ipynb #00c006
 UCI_URL = "https://archive.ics.uci.edu/static/public/186/wine+quality.zip"
@@ -118,6 +121,7 @@ def download_uci(cache_dir: Path|None = None, # Folder to write the CSVs into; `
     cache_dir = Path(cache_dir or default_cache_dir())
     sha256 = sha256 or CSV_SHA256
     cache_dir.mkdir(parents=True, exist_ok=True)
+    _logger.info("downloading the UCI wine-quality archive from %s", url)
     fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=".download.", suffix=".zip.part")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -127,6 +131,7 @@ def download_uci(cache_dir: Path|None = None, # Folder to write the CSVs into; `
                 raise DataUnavailableError(_no_network_message(url, getattr(e, "reason", e))) from e
         contents = _extract_verified(Path(tmp), sha256)
         for name, data in contents.items(): write_atomic(cache_dir/name, data)
+        _logger.info("verified and cached %s in %s", ", ".join(contents), cache_dir)
     finally:
         Path(tmp).unlink(missing_ok=True)
     return cache_dir
@@ -169,8 +174,11 @@ def fetch_wine_data(out: str|Path, # Folder to write the two CSVs into (created 
 @call_parse
 def wine_data(out: str = "data/wine-quality", # Folder to write the verified CSVs into
               data_dir: str = None, # Local copy to take them from (else $WINE_NB_DATA_DIR, the cache, or a download)
+              log_level: str = "info", # Least severe log messages shown: debug, info, warning or error
              ):
     "Write the verified UCI wine-quality CSVs into a folder: the data stage of the pipeline."
+    from wine_nb.report import configure_logging  # report builds on this module: imported here
+    configure_logging("wine_data", log_level)
     try: written = fetch_wine_data(out, data_dir)
     except (WineDataError, DataUnavailableError, OSError) as e: raise SystemExit(f"wine_data: error: {e}") from None
     for name, digest in written.items(): print(f"{Path(out)/name}  sha256 {digest}")

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LOG_LEVELS', 'save_figure', 'draw_confusion', 'plot_confusion', 'markdown_table', 'settings_parser',
-           'configure_logging', 'add_log_level']
+           'configure_logging', 'add_log_level', 'progress_bar']
 
 # %% ../nbs/01a_report.ipynb #01ac003
 import argparse
@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from fastcore.docments import docments
 from fastcore.script import bool_arg
+from tqdm import tqdm
 
 from .data import QUALITY_CLASSES, write_atomic
 
@@ -117,3 +118,12 @@ def add_log_level(parser: argparse.ArgumentParser, # A command's parser
     "Give a command the `--log_level` option (default info)."
     parser.add_argument("--log_level", choices=LOG_LEVELS, default="info", help="Least severe log messages shown")
     return parser
+
+# %% ../nbs/01a_report.ipynb #01ac019b
+def progress_bar(total: int, # Steps to count
+                 description: str, # What is counted, shown before the bar
+                 enabled: bool|None = None, # Draw the bar; None: only when stderr is a terminal
+                ) -> tqdm:
+    "A tqdm bar on stderr, the project's one progress display: quiet when stderr is not a terminal, unless asked."
+    shown = sys.stderr.isatty() if enabled is None else enabled
+    return tqdm(total=total, desc=description, disable=not shown, file=sys.stderr, mininterval=0.5, dynamic_ncols=True)

@@ -25,6 +25,7 @@ import pandas as pd
 from fastcore.script import call_parse
 
 from .data import write_atomic
+from .report import configure_logging
 
 # %% ../nbs/01b_runs.ipynb #01bc006
 BUNDLE_FILE, WEIGHTS_FILE, BUNDLE_FORMAT = "bundle.json", "model.pt", 2  # format 2: the bundle carries a digest
@@ -271,8 +272,10 @@ def print_runs(runs: pd.DataFrame, # Runs, from `list_runs`
 @call_parse
 def wine_runs(runs_dir: str = None, # Runs folder (default: $WINE_NB_RUNS_DIR or runs/)
               best: str = None, # Only the best run by this validation metric (e.g. valid_accuracy)
+              log_level: str = "info", # Least severe log messages shown: debug, info, warning or error
              ):
     "List the finished runs with their main settings and metrics, and the registry's aliases."
+    configure_logging("wine_runs", log_level)
     runs = list_runs(runs_dir)
     if best and len(runs): runs = best_run(runs, best).to_frame().T
     print_runs(runs, ["run", "wine", "split", "hidden", "lr",
@@ -284,8 +287,10 @@ def wine_runs(runs_dir: str = None, # Runs folder (default: $WINE_NB_RUNS_DIR or
 def wine_promote(run: str, # Run name as `wine_runs` lists it
                  alias: str, # Alias, e.g. production
                  runs_dir: str = None, # Runs folder (default: $WINE_NB_RUNS_DIR or runs/)
+                 log_level: str = "info", # Least severe log messages shown: debug, info, warning or error
                 ):
     "Point an alias (e.g. production) at a finished run."
+    configure_logging("wine_promote", log_level)
     try: entry = promote(run, alias, runs_dir)
     except RegistryError as e: raise SystemExit(f"wine_promote: error: {e}") from None
     print(f"{alias} → {entry['run']}")

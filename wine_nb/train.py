@@ -11,6 +11,7 @@ __all__ = ['SCHEDULES', 'METRIC_COLUMNS', 'TrainConfig', 'PreparedData', 'prepar
            'run_training', 'wine_train']
 
 # %% ../nbs/02_train.ipynb #02c003
+import argparse
 import contextlib
 import copy
 import io
@@ -55,7 +56,14 @@ from wine_nb.data import (
 )
 from .model import WineMLP, count_parameters, parse_hidden
 from .predict import WinePredictor, build_network, grades, load_model
-from .report import add_log_level, configure_logging, plot_confusion, save_figure, settings_parser
+from wine_nb.report import (
+    add_log_level,
+    configure_logging,
+    plot_confusion,
+    progress_bar,
+    save_figure,
+    settings_parser,
+)
 from .runs import BUNDLE_FILE, METRICS_FILE, runs_root, write_run
 from .tracking import WANDB_MODES, finish_wandb, log_epoch, resolve_wandb_mode, start_wandb
 
@@ -488,6 +496,7 @@ def metrics_table(result: RunResult, # A finished run
 def run_training(cfg: TrainConfig|None = None, # Settings; defaults if None
                  data_dir: str|Path|None = None, # Folder with the CSVs; see `wine_data_dir`
                  out_dir: str|Path|None = None, # Run folder; `default_run_dir(cfg)` if None
+                 progress: bool|None = None, # A bar over the epochs on stderr; None: when stderr is a terminal
                 ) -> RunResult:
     "Train a model with `cfg` and write its run folder (weights, bundle.json, plots); log to W&B."
     cfg, started = cfg or TrainConfig(), time.perf_counter()
@@ -496,17 +505,23 @@ def run_training(cfg: TrainConfig|None = None, # Settings; defaults if None
     if (run_dir/BUNDLE_FILE).exists():
         raise FileExistsError(f"{run_dir} already holds a finished run; choose another out_dir")
     created = _open_run_dir(run_dir)
-    try: return _train_into(cfg, data_dir, run_dir, started)
+    try: return _train_into(cfg, data_dir, run_dir, started, progress)
     except BaseException as e:
         _mark_failed(run_dir, created, e)
         raise
 
-def _train_into(cfg: TrainConfig, data_dir, run_dir: Path, started: float) -> RunResult:
+def _train_into(cfg: TrainConfig, data_dir, run_dir: Path, started: float, progress: bool|None) -> RunResult:
     "The body of `run_training`, once the run folder is known to be writable."
     data = prepare_data(load_wine(cfg.wine, data_dir), cfg)
     wandb_run = start_wandb(asdict(cfg), run_dir, cfg.wandb_mode, cfg.wandb_project)
+    bar = progress_bar(cfg.epochs, "training", progress)
+    def on_epoch(record):
+        log_epoch(wandb_run, record)
+        bar.set_postfix(train_loss=f"{record['train_loss']:.3f}", valid_accuracy=f"{record['valid_accuracy']:.3f}",
+                        refresh=False)
+        bar.update()
     try:
-        predictor, history = fit_predictor(cfg, data, on_epoch=lambda record: log_epoch(wandb_run, record))
+        with bar: predictor, history = fit_predictor(cfg, data, on_epoch=on_epoch)
         forest = ForestBaseline(data, cfg.seed)
         metrics, confusion = split_metrics(predictor, data.split), evaluate_predictor(predictor, data.split.test)[1]
         baseline = dict(model=forest.description, metrics=split_metrics(forest, data.split))
@@ -535,15 +550,17 @@ def _train_parser():
                              prog="wine_train")
     parser.add_argument("--data_dir", help="Folder with the CSVs (else $WINE_NB_DATA_DIR, the cache, or a download)")
     parser.add_argument("--out_dir", help="Run folder (default: runs/<wine>-<split>-<time>-s<seed>)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="A bar over the epochs on stderr (default: when stderr is a terminal)")
     return add_log_level(parser)
 
 def wine_train(args: list|None = None, # Command-line arguments; `sys.argv[1:]` if None
               ):
     "Train the wine-quality network and write a run folder (weights, bundle.json, plots)."
     options = vars(_train_parser().parse_args(args))
-    data_dir, out_dir = options.pop("data_dir"), options.pop("out_dir")
+    data_dir, out_dir, progress = options.pop("data_dir"), options.pop("out_dir"), options.pop("progress")
     configure_logging("wine_train", options.pop("log_level"))
-    try: result = run_training(TrainConfig(**options), data_dir, out_dir)
+    try: result = run_training(TrainConfig(**options), data_dir, out_dir, progress)
     except (ValueError, WineDataError, DataUnavailableError, FileExistsError, OSError) as e:
         raise SystemExit(f"wine_train: error: {e}") from None
     print(f"run folder: {result.run_dir}\n{metrics_table(result).round(3).to_string()}\n{result.seconds:.1f} s")
