@@ -46,7 +46,7 @@ class OnnxPredictor(WinePredictor):
         self.session = onnxruntime.InferenceSession(onnx_bytes(predictor.model), options,
                                                     providers=["CPUExecutionProvider"])
 
-    def proba_from_inputs(self, inputs: np.ndarray) -> np.ndarray:
+    def _network(self, inputs: np.ndarray) -> np.ndarray:
         "Probabilities for model inputs (rows × 12, float32), computed by onnxruntime; every other method uses it."
         return self.session.run(None, {"inputs": inputs})[0]
 

@@ -57,10 +57,18 @@ class WinePredictor:
         self.model, self.scaler, self.classes, self.metadata = model.eval(), scaler, list(classes), metadata or {}
         self._mean, self._std = np.asarray(scaler.mean), np.asarray(scaler.std)
 
-    @torch.inference_mode()
+    chunk = 16_384  # most rows per network call: memory stays bounded for any file (an ensemble's activations are
+                    # heads × width floats per row: 4 KiB for 8 heads of 128)
+
     def proba_from_inputs(self, inputs: np.ndarray, # Model inputs, rows × 12 float32 (see `model_inputs`)
                          ) -> np.ndarray: # rows × classes
-        "Probability of each grade for ready-made model inputs: the one place the network runs."
+        "Probability of each grade for ready-made model inputs, `chunk` rows per network call."
+        if len(inputs) <= self.chunk: return self._network(inputs)
+        return np.concatenate([self._network(inputs[i:i + self.chunk]) for i in range(0, len(inputs), self.chunk)])
+
+    @torch.inference_mode()
+    def _network(self, inputs: np.ndarray) -> np.ndarray:
+        "The one place the network runs: probabilities for at most `chunk` rows of model inputs."
         return torch.softmax(self.model(torch.from_numpy(inputs)), dim=1).numpy()
 
     def proba_from_features(self, features: np.ndarray, # Validated measurements, rows × 11 in `FEATURES` order

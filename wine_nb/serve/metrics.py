@@ -6,119 +6,121 @@
 __all__ = ['BulkHistogram', 'ServiceMetrics', 'MeasureRequests']
 
 # %% ../../nbs/05b_serve_metrics.ipynb #05bc002
-import bisect
-import threading
+import os
 import time
 
 import numpy as np
 from fastapi.responses import JSONResponse
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 
 from ..drift import DRIFT_STATUSES
 from .inputs import BATCH_LIMIT, MAX_BODY_BYTES
 
 # %% ../../nbs/05b_serve_metrics.ipynb #05c036
-class BulkHistogram:
-    "A Prometheus histogram that takes a whole array of observations at once (a batch's confidences)."
-    def __init__(self,
-                 name: str, # Metric name, as Prometheus shows it
-                 documentation: str, # Its help text
-                 buckets: tuple, # Upper bounds of the buckets, increasing
-                 registry: CollectorRegistry, # Registry of the app it belongs to
-                ):
-        self.name, self.documentation = name, documentation
-        self.buckets, self._bounds = np.asarray(buckets, dtype="float64"), list(buckets)
-        self.counts, self.total, self._lock = np.zeros(len(buckets) + 1, dtype="int64"), 0.0, threading.Lock()
-        registry.register(self)
-
-    def observe(self, values: np.ndarray):
-        "Count each value in the first bucket whose upper bound is >= it (Prometheus' `le`)."
-        values = np.asarray(values, dtype="float64")
-        counts = np.bincount(np.searchsorted(self.buckets, values, side="left"), minlength=len(self.counts))
-        with self._lock: self.counts += counts; self.total += float(values.sum())
-
-    def observe_one(self, value: float):
-        "Count one value (no array arithmetic: this runs on every single prediction)."
-        with self._lock: self.counts[bisect.bisect_left(self._bounds, value)] += 1; self.total += value
-
-    def collect(self):
-        "The metric family, with cumulative bucket counts."
-        cumulative = np.cumsum(self.counts).tolist()
-        bounds = [f"{b:g}" for b in self.buckets] + ["+Inf"]
-        yield HistogramMetricFamily(self.name, self.documentation, buckets=list(zip(bounds, cumulative, strict=True)),
-                                    sum_value=self.total)
+class BulkHistogram(Histogram):
+    "A `prometheus_client` histogram that also counts a whole array of observations at once (a batch's confidences)."
+    def observe_many(self, values: np.ndarray, # Observations, any shape
+                    ):
+        "Count each value in the first bucket whose upper bound is >= it (Prometheus' `le`), as `observe` does."
+        values = np.asarray(values, dtype="float64").ravel()
+        if len(values) <= 16:  # a few values: plain calls beat NumPy's per-call cost
+            for value in values.tolist(): self.observe(value)
+            return
+        counts = np.bincount(np.searchsorted(self._upper_bounds, values, side="left"),
+                             minlength=len(self._upper_bounds))
+        self._sum.inc(float(values.sum()))
+        for bucket, n in zip(self._buckets, counts.tolist(), strict=True):
+            if n: bucket.inc(n)
 
 # %% ../../nbs/05b_serve_metrics.ipynb #05c038
 class ServiceMetrics:
-    "The Prometheus metrics of one app, in their own registry; it also collects the prediction log's and drift metrics."
-    def __init__(self):
-        self.registry = CollectorRegistry()
-        self.requests = Counter("wine_requests", "HTTP requests", ["method", "route", "status"], registry=self.registry)
+    "The Prometheus metrics of one app, in its own registry; summed over worker processes in multiprocess mode."
+    def __init__(self,
+                 log: bool = True, # Whether the app writes a prediction log (its gauges and counters are then shown)
+                ):
+        registry = self.registry = CollectorRegistry()
+        def gauge(name, text, mode, labels=()):
+            return Gauge(name, text, labels, registry=registry, multiprocess_mode=mode)
+        self.requests = Counter("wine_requests", "HTTP requests", ["method", "route", "status"], registry=registry)
         self.latency = Histogram("wine_request_duration_seconds", "Time to answer a request", ["route"],
-                                 registry=self.registry,
+                                 registry=registry,
                                  buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
-        self.quality, self._grades = Counter("wine_predicted_quality", "Predicted grades", ["quality"],
-                                             registry=self.registry), {}
+        self.quality = Counter("wine_predicted_quality", "Predicted grades", ["quality"], registry=registry)
         self.confidence = BulkHistogram("wine_prediction_confidence", "Probability of the predicted grade",
-                                        (.2, .3, .4, .5, .6, .7, .8, .9, .95, 1), self.registry)
+                                        registry=registry, buckets=(.2, .3, .4, .5, .6, .7, .8, .9, .95, 1))
         self.refused = Counter("wine_predictions_refused",
-                               "Predictions answered 503: the prediction log could not be written",
-                               registry=self.registry)
+                               "Predictions answered 503: the prediction log could not be written", registry=registry)
         self.unlogged = Counter("wine_predictions_unlogged",
-                                "Predictions answered without a log row (log_policy best_effort)",
-                                registry=self.registry)
-        self.log, self.drift = None, None  # set by `create_app`; read at each scrape by `collect`
-        self.registry.register(self)
+                                "Predictions answered without a log row (log_policy best_effort)", registry=registry)
+        self.ready = gauge("wine_service_ready", "1 when predictions can be served (GET /health/ready), else 0",
+                           "livemin")
+        log_registry = registry if log else None  # without a log, its metrics exist but are not shown
+        self.log_up = Gauge("wine_prediction_log_up", "1 if the last write to the prediction log succeeded, else 0",
+                            registry=log_registry, multiprocess_mode="livemin")
+        self.log_rows = Counter("wine_prediction_log_rows", "Rows committed to the prediction log",
+                                registry=log_registry)
+        self.log_failures = Counter("wine_prediction_log_failures", "Failed writes to the prediction log, by cause",
+                                    ["reason"], registry=log_registry)
+        self.drift_verdict = gauge("wine_drift_verdict", "Drift verdict of the last window: -1 insufficient data, "
+                                   "0 ok, 1 warn, 2 drift", "mostrecent")
+        self.drift_rows = gauge("wine_drift_window_rows", "Predictions in the last drift window", "mostrecent")
+        self.drift_features = {key: gauge(name, text, "mostrecent", ["feature"]) for name, key, text in (
+            ("wine_drift_psi", "psi", "Population stability index of each measurement, window against training"),
+            ("wine_drift_ks_statistic", "ks_statistic", "Two-sample KS statistic of each measurement"),
+            ("wine_drift_status", "status", "Drift status of each measurement: 0 ok, 1 warn, 2 drift"))}
+        self.drift_verdict.set(-1)
+        self.ready.set(1)
+        self._grades: dict = {}  # grade → its labelled counter
+        self._log_failures_seen: dict = {}  # the log's failures by cause, as last shown
+        self._log_ok: bool|None = None  # the log's state as last shown; None before the first
 
-    def record_predictions(self, quality: np.ndarray, confidence: np.ndarray):
+    def record_predictions(self, quality: np.ndarray, # Predicted grades
+                           confidence: np.ndarray, # Probability of each predicted grade
+                          ):
         "Count predicted grades and observe each prediction's confidence."
-        for grade, n in zip(*np.unique(quality, return_counts=True), strict=True): self._grade(int(grade)).inc(int(n))
-        self.confidence.observe(confidence)
-
-    def record_one(self, quality: int, confidence: float):
-        "Count one prediction."
-        self._grade(quality).inc()
-        self.confidence.observe_one(confidence)
+        if len(quality) <= 16:  # single predictions, a few at a time: plain calls beat NumPy's per-call cost
+            for grade in quality.tolist(): self._grade(grade).inc()
+        else:
+            for grade, n in zip(*np.unique(quality, return_counts=True), strict=True):
+                self._grade(int(grade)).inc(int(n))
+        self.confidence.observe_many(confidence)
 
     def _grade(self, quality: int):
         if quality not in self._grades: self._grades[quality] = self.quality.labels(str(quality))
         return self._grades[quality]
 
-    def collect(self):
-        "Prediction-log and drift metrics, read at scrape time from the app's log and its latest drift report."
-        if self.log is not None:
-            status = self.log.status()
-            yield GaugeMetricFamily("wine_prediction_log_up",
-                                    "1 if the last write to the prediction log succeeded, else 0",
-                                    value=int(status["ok"]))
-            yield CounterMetricFamily("wine_prediction_log_rows",
-                                      "Rows committed to the prediction log by this process",
-                                      value=status["rows_written"])
-            failures = CounterMetricFamily("wine_prediction_log_failures",
-                                           "Failed writes to the prediction log, by cause", labels=["reason"])
-            for reason, n in status["failures"].items(): failures.add_metric([reason], n)
-            yield failures
-        report = self.drift.report if self.drift is not None else None
-        if report is None: return
-        verdict = DRIFT_STATUSES.index(report["verdict"]) if report["verdict"] in DRIFT_STATUSES else -1
-        yield GaugeMetricFamily("wine_drift_verdict",
-                                "Drift verdict of the last window: -1 insufficient data, 0 ok, 1 warn, 2 drift",
-                                value=verdict)
-        yield GaugeMetricFamily("wine_drift_window_rows", "Predictions in the last drift window",
-                                value=report["window"]["rows"])
-        for name, key, text in (
-                ("wine_drift_psi", "psi", "Population stability index of each measurement, window against training"),
-                ("wine_drift_ks_statistic", "ks_statistic", "Two-sample KS statistic of each measurement"),
-                ("wine_drift_status", "status", "Drift status of each measurement: 0 ok, 1 warn, 2 drift")):
-            family = GaugeMetricFamily(name, text, labels=["feature"])
-            for row in report["features"]:
-                family.add_metric([row["feature"]], DRIFT_STATUSES.index(row[key]) if key == "status" else row[key])
-            yield family
+    def log_written(self, rows: int, # Rows just committed to the prediction log
+                   ):
+        "Count committed rows; the log works again if it did not."
+        self.log_rows.inc(rows)
+        if not self._log_ok: self._log_ok = True; self.log_up.set(1); self.ready.set(1)
+
+    def log_state(self, status: dict, # The prediction log's `status()`
+                  ready: bool, # Whether predictions can be served (`/health/ready`)
+                 ):
+        "Show the log's state after a failure (or at start): its failures by cause since last shown, up, ready."
+        for reason, n in status["failures"].items():
+            if n > self._log_failures_seen.get(reason, 0):
+                self.log_failures.labels(reason).inc(n - self._log_failures_seen.get(reason, 0))
+        self._log_failures_seen, self._log_ok = dict(status["failures"]), status["ok"]
+        self.log_up.set(int(status["ok"])); self.ready.set(int(ready))
+
+    def show_drift(self, report: dict, # A drift report (see `drift_report`)
+                  ):
+        "Show a drift report's verdict, window size and per-measurement PSI, KS statistic and status."
+        verdict = report["verdict"]
+        self.drift_verdict.set(DRIFT_STATUSES.index(verdict) if verdict in DRIFT_STATUSES else -1)
+        self.drift_rows.set(report["window"]["rows"])
+        for row in report["features"]:
+            for key, gauge in self.drift_features.items():
+                gauge.labels(row["feature"]).set(DRIFT_STATUSES.index(row[key]) if key == "status" else row[key])
 
     def exposition(self) -> bytes:
-        "The metrics in Prometheus' text format."
-        return generate_latest(self.registry)
+        "The metrics in Prometheus' text format: this app's, or every worker process's in multiprocess mode."
+        if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"): return generate_latest(self.registry)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
 
 # %% ../../nbs/05b_serve_metrics.ipynb #05bc011
 class MeasureRequests:
@@ -127,7 +129,9 @@ class MeasureRequests:
                  app, # The ASGI app it wraps
                  metrics: ServiceMetrics, # Where counts and timings go
                  limit: int = MAX_BODY_BYTES, # Most bytes of request body accepted
-                ): self.app, self.metrics, self.limit = app, metrics, limit
+                ):
+        self.app, self.metrics, self.limit = app, metrics, limit
+        self._series: dict = {}  # (method, route, status) → its request counter and latency histogram
 
     def _too_large(self) -> JSONResponse:
         return JSONResponse({"detail": f"request body over {self.limit} bytes; send at most {BATCH_LIMIT} wines"}, 413)
@@ -155,6 +159,10 @@ class MeasureRequests:
             try: await self.app(scope, receive_counted, send_and_note)
             except Exception:
                 if not state["refused"]: raise  # the app gave up reading the refused body: that is expected
-        route = getattr(scope.get("route"), "path", "unmatched")
-        self.metrics.requests.labels(scope["method"], route, str(state["status"])).inc()
-        self.metrics.latency.labels(route).observe(time.perf_counter() - started)
+        key = (scope["method"], getattr(scope.get("route"), "path", "unmatched"), state["status"])
+        if key not in self._series:
+            self._series[key] = (self.metrics.requests.labels(key[0], key[1], str(key[2])),
+                                 self.metrics.latency.labels(key[1]))
+        counter, latency = self._series[key]
+        counter.inc()
+        latency.observe(time.perf_counter() - started)
