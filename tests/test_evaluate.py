@@ -16,6 +16,8 @@ def test_benchmark_notebook_keeps_no_run_parameters():
     assert len(tagged) == 1 and not [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
     defaults = {node.targets[0].id: ast.literal_eval(node.value) for node in ast.parse(tagged[0].source).body}
     assert defaults["repeats"] == 1 and defaults["levers"] == "" and defaults["out_dir"] == ""
+    engine = {name: defaults[name] for name in ("executor", "workers", "scheduler", "progress")}
+    assert engine == dict(executor="serial", workers=1, scheduler="", progress=False), "CI runs serially, quietly"
     code = [ast.parse(c.source) for c in cells if c.cell_type == "code" and c is not tagged[0]]
     assigned = {t.id for tree in code for node in ast.walk(tree) if isinstance(node, ast.Assign)
                 for t in node.targets if isinstance(t, ast.Name)}
@@ -51,20 +53,27 @@ def test_benchmark_notebook_names_its_models_on_a_typo(tmp_path):
 
 
 def test_cortez_script_runs_the_notebook_and_prints_the_mlp_accuracy_last(tmp_path):
+    "In two loky processes, with the parts' bar asked for: it reaches the script's stderr from the notebook's kernel."
     result = run([sys.executable, str(ROOT/"benchmarks"/"cortez.py"), "--repeats", "1", "--k", "3",
-                  "--models", "mean,mlp", "--wines", "red", "--out", str(tmp_path/"cortez")])
+                  "--models", "mean,mlp", "--wines", "red", "--out", str(tmp_path/"cortez"),
+                  "--executor", "loky", "--workers", "2", "--progress"])
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "benchmark parts" in result.stderr and "2/2" in result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("| wine | protocol | model |")
     assert any(line.startswith("| red | grouped | mlp |") for line in lines)
     assert lines[-1].startswith("MLP accuracy at T=0.5: red random 0.") and "red grouped 0." in lines[-1]
     executed = nbformat.read(tmp_path/"cortez"/"benchmark.ipynb", as_version=4)
-    assert executed.metadata.papermill.parameters["models"] == "mean,mlp", "the options reach the notebook"
+    parameters = executed.metadata.papermill.parameters
+    assert (parameters["models"], parameters["executor"], parameters["workers"]) == ("mean,mlp", "loky", 2), \
+        "the options reach the notebook"
     assert len(pd.read_csv(tmp_path/"cortez"/"results.csv")) == 2 * 2
 
 
-def test_cortez_script_refuses_a_run_without_the_mlp(tmp_path):
+def test_cortez_script_refuses_a_run_without_the_mlp_or_a_dask_run_without_a_scheduler(tmp_path):
     script = str(ROOT/"benchmarks"/"cortez.py")
     result = run([sys.executable, script, "--models", "mean,linear", "--out", str(tmp_path)])
     assert result.returncode == 2 and "--models must include mlp" in result.stderr
+    no_scheduler = run([sys.executable, script, "--executor", "dask", "--out", str(tmp_path)])
+    assert no_scheduler.returncode == 2 and "needs the address of a dask.distributed scheduler" in no_scheduler.stderr
     assert not list(tmp_path.iterdir()), "nothing is written before the options are checked"

@@ -51,6 +51,8 @@ def test_sweep_of_four_runs_promotes_the_best_by_validation(tmp_path):
                  env={"WINE_NB_RUNS_DIR": str(tmp_path/"runs")})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 trials finished, 0 failed" in result.stdout
+    finished = sorted(line.split()[1] for line in result.stderr.splitlines() if " finished (" in line)
+    assert finished == [f"trial-{i:03d}" for i in range(4)], "a log line per finished trial, on stderr"
     table = list_runs(out)
     assert len(table) == 4 and set(table.epochs) == {2}
     trials = json.loads((out/"sweep.json").read_text())["trials"]
@@ -58,6 +60,15 @@ def test_sweep_of_four_runs_promotes_the_best_by_validation(tmp_path):
     best = table.loc[table.valid_accuracy.idxmax()]
     assert resolve_alias("staging", tmp_path/"runs") == best.path
     assert load_model("staging", tmp_path/"runs").metadata["metrics"]["valid"]["accuracy"] == best.valid_accuracy
+
+
+def test_sweep_cli_checks_where_trials_run_before_writing(tmp_path):
+    out = tmp_path/"sweep"
+    result = run([console_script("wine_sweep"), "--n_runs", "2", "--executor", "dask", "--out_dir", str(out)])
+    assert result.returncode != 0 and "wine_sweep: error: executor 'dask' needs the address" in result.stderr
+    quiet = run([console_script("wine_sweep"), "--n_runs", "2", "--log_level", "loud", "--out_dir", str(out)])
+    assert quiet.returncode != 0 and "--log_level must be one of" in quiet.stderr
+    assert not out.exists(), "nothing is written before the options are checked"
 
 
 def test_promote_cli_and_its_errors(tmp_path):

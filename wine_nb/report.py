@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['LOG_LEVELS', 'save_figure', 'draw_confusion', 'plot_confusion', 'markdown_table', 'settings_parser',
-           'configure_logging', 'add_log_level', 'progress_bar']
+           'configure_logging', 'add_log_level', 'progress_bar', 'dask_client']
 
 # %% ../nbs/01a_report.ipynb #01ac003
 import argparse
@@ -127,3 +127,22 @@ def progress_bar(total: int, # Steps to count
     "A tqdm bar on stderr, the project's one progress display: quiet when stderr is not a terminal, unless asked."
     shown = sys.stderr.isatty() if enabled is None else enabled
     return tqdm(total=total, desc=description, disable=not shown, file=sys.stderr, mininterval=0.5, dynamic_ncols=True)
+
+# %% ../nbs/01a_report.ipynb #01ac020b
+def dask_client(scheduler: str, # Address of a dask.distributed scheduler, e.g. tcp://host:8786
+                timeout: float = 10, # Seconds to wait for the scheduler
+               ):
+    "A `distributed.Client` of the scheduler at `scheduler`, or an error that says what to install or start."
+    try:
+        import distributed
+    except ImportError:
+        raise ImportError('the dask executor needs dask.distributed: pip install "dask[distributed]"') from None
+    try: client = distributed.Client(scheduler, timeout=timeout)
+    except OSError as e:
+        raise ConnectionError(f"no dask scheduler answers at {scheduler} ({e}): start one with `dask scheduler`, "
+                              "or check the address") from None
+    workers = len(client.scheduler_info()["workers"])
+    if workers: logging.getLogger(__name__).info("%d dask workers at %s", workers, scheduler)
+    else: logging.getLogger(__name__).warning("no dask workers at %s yet: the work waits for `dask worker %s`",
+                                              scheduler, scheduler)
+    return client
