@@ -113,3 +113,14 @@ def server(trained_run):
 def onnx_server(trained_run):
     "Base URL of the service with the onnx backend."
     with serving(trained_run, "onnx") as url: yield url
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    "A PostgreSQL server of the session's own on 127.0.0.1 (about a second to set up), always removed afterwards."
+    from pg import PostgresError, PostgresServer
+    try: server = PostgresServer()
+    except PostgresError as e:
+        pytest.fail(f"no PostgreSQL to test against ({e}); install it (Debian: apt-get install postgresql), "
+                    "as .ci/run does")
+    with server: yield server

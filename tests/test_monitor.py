@@ -192,12 +192,12 @@ def test_wine_drift_writes_reports_and_fails_on_drift(trained_run, test_wines, t
     drift = [console_script("wine_drift"), "--db", str(log.path), "--model", str(trained_run)]
     done = run([*drift, "--out", str(tmp_path/"report.html")])
     assert done.returncode == 0, done.stderr
-    assert f"verdict drift ({len(shifted)} predictions of {open_run(trained_run).model_id})" in done.stdout
+    assert f"verdict drift ({len(shifted)} predictions of {open_run(trained_run).model_id})" in done.stderr
     page = (tmp_path/"report.html").read_text()
     assert "<td>sulphates</td>" in page and "data:image/png;base64," in page
     assert run([*drift, "--out", str(tmp_path/"report.md"), "--fail_on", "drift"]).returncode == 3
     assert "| sulphates |" in (tmp_path/"report.md").read_text() and (tmp_path/"report.png").is_file()
-    assert f"{len(shifted) + 5} predictions" in run([*drift, "--out", str(tmp_path/"all.md"), "--all_models"]).stdout
+    assert f"{len(shifted) + 5} predictions" in run([*drift, "--out", str(tmp_path/"all.md"), "--all_models"]).stderr
     for args, message in [(["--out", str(tmp_path/"r.txt")], "must end in .md or .html"),
                           (["--db", str(tmp_path/"none.sqlite"), "--out", str(tmp_path/"r.md")],
                            "no prediction log at"),

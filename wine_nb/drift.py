@@ -9,6 +9,7 @@ __all__ = ['DRIFT_WINDOW', 'DRIFT_THRESHOLDS', 'DRIFT_STATUSES', 'psi', 'drift_r
 # %% ../nbs/09_drift.ipynb #09c003
 import base64
 import io
+import logging
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +23,11 @@ from scipy import stats
 
 from .data import FEATURES, QUALITY_CLASSES, WINE_TYPES, write_atomic
 from .predict import load_model
-from .predlog import default_log_path, read_log
-from .report import markdown_table, save_figure
+from .predlog import PredictionLogError, default_log_path, mask_password, read_log
+from .report import LOG_LEVELS, configure_logging, markdown_table, save_figure
 from .runs import BundleError, RegistryError, open_run
+
+_logger = logging.getLogger(__name__)
 
 # %% ../nbs/09_drift.ipynb #08c026
 DRIFT_WINDOW = 1000  # newest predictions of the served model a report compares by default
@@ -179,25 +182,30 @@ def drift_html(report: dict, # From `drift_report`
 
 # %% ../nbs/09_drift.ipynb #08c037
 @call_parse
-def wine_drift(db: str = None, # SQLite prediction log; $WINE_NB_PREDICTION_LOG or logs/predictions.sqlite if not given
+def wine_drift(db: str = None, # Prediction log: a database file or a postgresql:// URL; `default_log_path()` if None
                model: str = "runs/default", # Run folder, its bundle.json or registry alias of the model in service
                out: str = "drift_report.md", # Report to write: .md (with a .png beside it) or .html (self-contained)
                last: int = DRIFT_WINDOW, # Newest predictions of the model to compare
                wine: str = None, # Compare only 'red' or only 'white' wines with their own training rows
                all_models: bool = False, # Use every logged prediction, whatever model made it
                fail_on: str = None, # 'warn' or 'drift': exit with status 3 when the verdict reaches it
+               log_level: str = "info", # Least severe log messages shown: debug, info, warning or error
               ):
     "Compare the newest logged predictions with the model's training rows; write a Markdown or HTML drift report."
-    dest, log_db = Path(out), Path(db) if db else default_log_path()
+    if log_level not in LOG_LEVELS: raise SystemExit(f"wine_drift: error: --log_level must be one of {LOG_LEVELS}")
+    configure_logging("wine_drift", log_level)
+    dest = Path(out)
     try:
+        log_db = db or default_log_path()  # $WINE_NB_PREDICTION_LOG may name an unsupported store
         if dest.suffix not in (".md", ".html"): raise ValueError(f"--out must end in .md or .html, not {dest.name!r}")
         if fail_on not in (None, "warn", "drift"):
             raise ValueError(f"--fail_on must be 'warn' or 'drift', not {fail_on!r}")
         run = open_run(model)
         predictor, reference, model_id = load_model(run), run.reference(), run.model_id
         window = read_log(log_db, None if all_models else model_id, last, wine)
-    except (BundleError, RegistryError, FileNotFoundError, ValueError, sqlite3.Error) as e:
+    except (BundleError, RegistryError, FileNotFoundError, ValueError, sqlite3.Error, PredictionLogError) as e:
         raise SystemExit(f"wine_drift: error: {e}") from None
+    _logger.debug("%d predictions read from %s", len(window), mask_password(log_db))
     if wine: reference = reference[reference.wine == wine]
     reference_quality = predictor.predict(reference)["quality"].to_numpy()
     report = drift_report(reference, reference_quality, window)
@@ -206,7 +214,7 @@ def wine_drift(db: str = None, # SQLite prediction log; $WINE_NB_PREDICTION_LOG 
     else:
         image = save_figure(figure, dest.with_suffix(".png")).name if figure is not None else None
         write_atomic(dest, drift_markdown(report, model_id, image).encode())
-    print(f"{dest}: verdict {report['verdict']} ({report['window']['rows']} predictions of {model_id})")
+    _logger.info("%s: verdict %s (%d predictions of %s)", dest, report["verdict"], report["window"]["rows"], model_id)
     if (fail_on and report["verdict"] in DRIFT_STATUSES
             and DRIFT_STATUSES.index(report["verdict"]) >= DRIFT_STATUSES.index(fail_on)):
         raise SystemExit(3)
