@@ -177,9 +177,10 @@ def test_another_applications_database_and_unknown_schemes_are_refused(trained_r
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["invoices"]
     result = run([console_script("wine_serve"), "--model", str(trained_run), "--port", "1", "--log_db",
-                  "postgresql://localhost/wine"], cwd=tmp_path)
-    assert result.returncode == 1 and "scheme such as 'postgresql' is not supported" in result.stderr, result.stderr
-    assert not (tmp_path/"postgresql:").exists()
+                  "mysql://wine:secret@localhost/wine"], cwd=tmp_path)
+    assert result.returncode == 1 and "a postgresql:// URL or 'off', not 'mysql://wine:***@localhost/wine'" in \
+        result.stderr, result.stderr
+    assert "secret" not in result.stderr and not (tmp_path/"mysql:").exists()
 
 
 def test_wine_train_refuses_unwritable_folders_and_infinite_settings(tmp_path):

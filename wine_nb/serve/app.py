@@ -4,15 +4,20 @@
 
 # %% auto #0
 __all__ = ['BACKENDS', 'ServeConfig', 'ServingModel', 'predict_frame', 'Prediction', 'BatchPrediction', 'PredictionBatcher',
-           'DriftMonitor', 'create_app', 'wine_serve', 'wine_predict']
+           'DriftMonitor', 'create_app', 'app_from_environment', 'wine_serve', 'wine_predict']
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc002
 import asyncio
 import inspect
+import json
 import logging
+import os
+import shutil
 import sqlite3
+import tempfile
 import time
-from dataclasses import dataclass, replace
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -26,7 +31,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client import CONTENT_TYPE_LATEST, multiprocess
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -43,6 +48,8 @@ from wine_nb.predlog import (
     PredictionLogError,
     default_log_path,
     log_rows,
+    log_store,
+    mask_password,
     read_log,
 )
 from ..report import add_log_level, configure_logging, settings_parser
@@ -59,13 +66,18 @@ from wine_nb.serve.inputs import (
     validate_wines,
     wine_schema,
 )
-from .metrics import MeasureRequests, ServiceMetrics
+from .metrics import MULTIPROCESS_ENV, MeasureRequests, ServiceMetrics
 from .page import page_html
 
 _logger = logging.getLogger(__name__)
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc011
 BACKENDS = ("torch", "onnx")
+
+def _names_a_log(target: str) -> bool:
+    "Whether `target` names a prediction log store (a file, or a URL of a supported scheme)."
+    try: return bool(log_store(target))
+    except ValueError: return False
 
 @dataclass
 class ServeConfig:
@@ -74,23 +86,23 @@ class ServeConfig:
     backend: str = "onnx" # 'onnx' (onnxruntime, the faster engine) or 'torch'
     margin: float = INPUT_MARGIN # Share of each measurement's training span accepted beyond it, on both sides
     batch_limit: int = BATCH_LIMIT # Most wines per batch request
-    log_db: str|None = None # Prediction log (SQLite): $WINE_NB_PREDICTION_LOG or logs/predictions.sqlite if None; 'off'
+    log_db: str|None = None # Prediction log (SQLite file or postgresql:// URL); $WINE_NB_PREDICTION_LOG if None; 'off'
     log_policy: str = "require" # 'require': answer 503 when a prediction cannot be logged; 'best_effort': answer anyway
     drift_every: float = 60.0 # Seconds a drift report stays fresh for /metrics
     drift_window: int = DRIFT_WINDOW # Newest predictions a default drift report compares
 
     def __post_init__(self):
         self.model = str(self.model)
-        scheme = str(self.log_db).split("://")[0] if "://" in str(self.log_db) else None
         checks = [(self.backend in BACKENDS, f"backend must be one of {BACKENDS}"),
                   (self.log_policy in LOG_POLICIES, f"log_policy must be one of {LOG_POLICIES}"),
                   (self.margin >= 0, "margin must be non-negative"),
                   (self.batch_limit >= 1, "batch_limit must be at least 1"),
                   (self.drift_every >= 0, "drift_every must be non-negative"),
                   (self.drift_window >= 1, "drift_window must be at least 1"),
-                  (scheme is None, "log_db must be a file path or 'off': a URL scheme such as "
-                                   f"{scheme!r} is not supported")]
-        errors = [f"{message}, not {getattr(self, message.split()[0])!r}" for ok, message in checks if not ok]
+                  (self.log_db in (None, "off") or _names_a_log(self.log_db),
+                   "log_db must be an SQLite file, a postgresql:// URL or 'off'")]
+        def shown(name): return mask_password(value) if isinstance(value := getattr(self, name), str) else value
+        errors = [f"{message}, not {shown(message.split()[0])!r}" for ok, message in checks if not ok]
         if errors: raise ValueError("invalid service config: " + "; ".join(errors))
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc013
@@ -205,7 +217,7 @@ def _score(model: ServingModel, # The served model
            record, # From `_recorder`
            features: np.ndarray, # Validated measurements, rows × 11
            is_red: np.ndarray, # True for red wines
-           started: float, # `time.perf_counter()` when the oldest of these requests arrived
+           started: float|np.ndarray, # `time.perf_counter()` when the request arrived: one for all, or one per wine
           ) -> tuple: # (probabilities, grades, expected grades, log ids or None)
     "Score validated wines in one model call, log them (committed before this returns) and count them."
     proba = model.proba(features, is_red)
@@ -220,32 +232,49 @@ class PredictionBatcher:
     "Single predictions that arrive together, scored in one model call and logged in one transaction."
     def __init__(self,
                  score, # `score(features, is_red, started)` → (probabilities, grades, expected, ids), as `_score`
+                 in_thread: bool = False, # Flush in a worker thread: for a log whose commit waits on a server
+                 turns: int = 3, # Turns of the event loop between the first queued wine and the flush
                 ):
-        self.score, self._pending = score, []
+        self.score, self.in_thread, self.turns = score, in_thread, turns
+        self._pending: list[tuple] = []  # (features, is_red, started, future) of each queued wine
 
     def submit(self, features: np.ndarray, # One validated wine's measurements, 1 × 11
                is_red: np.ndarray, # Its type, shape (1,)
                started: float, # `time.perf_counter()` when its request arrived
               ) -> asyncio.Future: # (probabilities, grade, expected grade, log id or None), or the scoring's error
-        "Queue one wine for the next flush, which runs on the event loop's next turn."
+        "Queue one wine for the next flush, which runs `turns` turns of the event loop after the first queued wine."
         loop = asyncio.get_running_loop()
-        if not self._pending: loop.call_soon(self._flush)
+        if not self._pending: loop.call_soon(self._after, self.turns)
         future = loop.create_future()
         self._pending.append((features, is_red, started, future))
         return future
 
+    def _after(self, turns: int):
+        "Flush once `turns` turns of the event loop have passed, each turn reading and parsing more requests."
+        if turns > 1: asyncio.get_running_loop().call_soon(self._after, turns - 1)
+        else: self._flush()
+
     def _flush(self):
-        "Score every queued wine at once and settle their futures."
+        "Score every queued wine at once, here or in a worker thread, and settle their futures."
         pending, self._pending = self._pending, []
-        try: proba, quality, expected, ids = self.score(np.concatenate([p[0] for p in pending]),
-                                                          np.concatenate([p[1] for p in pending]),
-                                                          min(p[2] for p in pending))
-        except Exception as error:  # the log refused, or a bug: every waiting request hears it, none waits forever
-            for *_, future in pending:
-                if not future.done(): future.set_exception(error)
-            return
+        wines = (np.concatenate([p[0] for p in pending]), np.concatenate([p[1] for p in pending]),
+                 np.array([p[2] for p in pending]))
+        if not self.in_thread: return self._settle(pending, self._outcome(*wines))
+        done = asyncio.get_running_loop().run_in_executor(None, self._outcome, *wines)
+        done.add_done_callback(lambda finished: self._settle(pending, finished.result()))
+
+    def _outcome(self, features, is_red, started):
+        "The scores of a batch, or the error that stopped them."
+        try: return self.score(features, is_red, started)
+        except Exception as error: return error  # the log refused, or a bug: every waiting request hears it
+
+    def _settle(self, pending: list, outcome):
         for i, (*_, future) in enumerate(pending):
-            if not future.done(): future.set_result((proba[i], quality[i], expected[i], ids[i] if ids else None))
+            if future.done(): continue  # its client went away
+            if isinstance(outcome, Exception): future.set_exception(outcome)
+            else:
+                proba, quality, expected, ids = outcome
+                future.set_result((proba[i], quality[i], expected[i], ids[i] if ids else None))
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc046e
 class _AsgiRoute(APIRoute):
@@ -293,8 +322,9 @@ def _batch_result(model: ServingModel, score, features: np.ndarray, is_red: np.n
                 expected_quality=expected, probabilities=proba, prediction_ids=ids)
     return Response(orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), media_type="application/json")
 
-def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, record, batch_limit: int):
-    "POST /predict, /predict/batch and /predict/batch/csv."
+def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, record, batch_limit: int,
+                           waits: bool):
+    "POST /predict, /predict/batch and /predict/batch/csv; `waits` if the log's commits wait on a server."
     Wine = wine_schema(model.bounds)
     def score(features, is_red, started): return _score(model, metrics, record, features, is_red, started)
     refused: dict[int|str, dict] = {503: {"description": "The prediction log cannot be written (log_policy require)"}}
@@ -304,7 +334,7 @@ def _add_prediction_routes(app: FastAPI, model: ServingModel, metrics: ServiceMe
         422: {"description": "Not one wine: a field missing, unknown or given twice, a value out of range, not a "
                              "number, or a wine type other than red or white (each named in `detail`)"}}
     app.router.routes.append(_AsgiRoute(
-        "/predict", _PredictOne(model, PredictionBatcher(score)), methods=["POST"], name="predict",
+        "/predict", _PredictOne(model, PredictionBatcher(score, in_thread=waits)), methods=["POST"], name="predict",
         response_model=Prediction, summary="Predict the quality of one wine",
         description="One wine's eleven measurements and its type → the most likely grade, the expected grade and "
                     "the probability of each grade, committed to the prediction log before the answer.",
@@ -339,12 +369,12 @@ class DriftMonitor:
     _at: float|None  # `time.monotonic()` when the default report was last computed (or attempted)
     def __init__(self,
                  model: ServingModel, # The served model (its training rows are the reference)
-                 db: Path, # The prediction log
+                 db: str|Path, # The prediction log: a database file or URL (see `read_log`)
                  every: float, # Seconds a default report stays fresh for /metrics
                  last: int, # Default window: the newest predictions of the model
                  show=None, # Called with each default report, e.g. `ServiceMetrics.show_drift`
                 ):
-        self.model, self.db, self.every, self.last, self.show, self._at = model, Path(db), every, last, show, None
+        self.model, self.db, self.every, self.last, self.show, self._at = model, db, every, last, show, None
 
     def compute(self, last: int|None = None, # Newest predictions to compare; `self.last` if None
                 wine: str|None = None, # Only 'red' or 'white' wines, each against its own training rows
@@ -363,7 +393,7 @@ class DriftMonitor:
         if self._at is not None and time.monotonic() - self._at < self.every: return
         self._at = time.monotonic()
         try: self.compute()
-        except (BundleError, FileNotFoundError, sqlite3.Error) as e:
+        except (BundleError, FileNotFoundError, sqlite3.Error, PredictionLogError) as e:
             _logger.warning("drift report not refreshed: %s", e)
 
 def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics, log: PredictionLog|None,
@@ -406,7 +436,7 @@ def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics,
             raise HTTPException(503, "the prediction log is off (wine_serve --log_db off): there is nothing to compare")
         try: return await run_in_threadpool(drift.compute, last, wine)
         except BundleError as e: raise HTTPException(409, str(e)) from None
-        except (FileNotFoundError, sqlite3.Error) as e:
+        except (FileNotFoundError, sqlite3.Error, PredictionLogError) as e:
             raise HTTPException(503, f"cannot read the prediction log: {e}") from None
 
     @app.get("/metrics", summary="Prometheus metrics")
@@ -424,19 +454,25 @@ def create_app(config: ServeConfig|str|Path, # Settings, or just the model to se
     "The prediction service for one run folder; raises `BundleError` if the folder cannot be served."
     config = replace(config if isinstance(config, ServeConfig) else ServeConfig(model=str(config)), **changes)
     model = ServingModel(config)
-    app = FastAPI(title="wine_nb", version=wine_nb.__version__, docs_url=None, redoc_url=None,
+    log = None if config.log_db == "off" else PredictionLog(config.log_db or default_log_path())
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        if log is not None: log.close()
+        if os.environ.get(MULTIPROCESS_ENV): multiprocess.mark_process_dead(os.getpid())  # its gauges leave the sums
+    app = FastAPI(title="wine_nb", version=wine_nb.__version__, docs_url=None, redoc_url=None, lifespan=lifespan,
                   description="Predict the quality (3..9) of a vinho verde wine from eleven lab measurements.")
     add_offline_docs(app)  # /docs and /redoc from the package's own files: they work without internet
-    log = None if config.log_db == "off" else PredictionLog(config.log_db or default_log_path())
     metrics = ServiceMetrics(log=log is not None)
-    drift = None if log is None else DriftMonitor(model, log.path, config.drift_every, config.drift_window,
+    drift = None if log is None else DriftMonitor(model, log.target, config.drift_every, config.drift_window,
                                                   metrics.show_drift)
     if log is not None: metrics.log_state(log.status(), ready=log.status()["ok"] or config.log_policy == "best_effort")
     app.state.model, app.state.metrics, app.state.log = model, metrics, log
     app.state.drift, app.state.config = drift, config
     app.add_middleware(MeasureRequests, metrics=metrics)
     app.exception_handler(RequestValidationError)(_invalid_request)  # add_exception_handler, typed less narrowly
-    _add_prediction_routes(app, model, metrics, _recorder(log, config.log_policy, metrics), config.batch_limit)
+    _add_prediction_routes(app, model, metrics, _recorder(log, config.log_policy, metrics), config.batch_limit,
+                           waits=log is not None and log_store(log.target) == "postgresql")
     _add_info_routes(app, model, metrics, log, drift, config)
     _logger.debug("app for %s (%s backend), prediction log %s", model.model_id, config.backend,
                  log.path if log else "off")
@@ -449,25 +485,56 @@ def _serve_parser():
                              prog="wine_serve")
     parser.add_argument("--host", default="127.0.0.1", help="Interface to listen on (0.0.0.0 for all)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port")
+    parser.add_argument("--workers", type=int, default=1, help="Worker processes (uvicorn workers) sharing the port")
     return add_log_level(parser)
+
+_CONFIG_ENV = "WINE_NB_SERVE_CONFIG"  # the `ServeConfig` (JSON) and log level a worker process builds its app from
+
+def app_from_environment() -> FastAPI:
+    "The app of one `wine_serve --workers N` process, from the settings its parent left in the environment."
+    settings = json.loads(os.environ[_CONFIG_ENV])
+    configure_logging("wine_serve", settings.pop("log_level"))
+    torch.set_num_threads(1)
+    return create_app(ServeConfig(**settings))
+
+def _metrics_folder() -> Path:
+    "An empty folder for the workers' metrics: `PROMETHEUS_MULTIPROC_DIR`, wiped of a previous run's files, or new."
+    given = os.environ.get(MULTIPROCESS_ENV)
+    folder = Path(given) if given else Path(tempfile.mkdtemp(prefix="wine_serve_metrics_"))
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.db"): old.unlink()
+    os.environ[MULTIPROCESS_ENV] = str(folder)
+    return folder
 
 def wine_serve(args: list|None = None, # Command-line arguments; `sys.argv[1:]` if None
               ):
     "Serve a trained run folder over HTTP (FastAPI + uvicorn); refuse to start if it cannot be loaded."
     options = vars(_serve_parser().parse_args(args))
-    host, port, log_level = options.pop("host"), options.pop("port"), options.pop("log_level")
+    host, port, log_level, workers = (options.pop(k) for k in ("host", "port", "log_level", "workers"))
     configure_logging("wine_serve", log_level)
+    if workers < 1: raise SystemExit(f"wine_serve: error: --workers must be at least 1, not {workers}")
     torch.set_num_threads(1)  # many tiny requests: threads would only contend; concurrency comes from the server
+    given = os.environ.get(MULTIPROCESS_ENV)
+    folder = _metrics_folder() if given or workers > 1 else None  # ready before any metric is made
     try: app = create_app(ServeConfig(**options))
     except (BundleError, RegistryError, PredictionLogError, ValueError, FileNotFoundError) as e:
         raise SystemExit(f"wine_serve: error: cannot serve {options['model']}: {e}") from None
     log = app.state.log
-    _logger.info("serving %s (%s backend) on http://%s:%d; prediction log %s", app.state.model.model_id,
-                 options["backend"], host, port, log.path if log else "off")
+    _logger.info("serving %s (%s backend) on http://%s:%d%s; prediction log %s", app.state.model.model_id,
+                 options["backend"], host, port, f" with {workers} worker processes" if workers > 1 else "",
+                 log.path if log else "off")
     if log is not None and not log.status()["ok"]:
         _logger.warning("the prediction log cannot be written (%s); predictions are %s until it can",
                         log.status()["error"], "refused (503)" if options["log_policy"] == "require" else "not logged")
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    if workers == 1: return uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
+    if log is not None: log.close()  # this process only supervises: the workers open their own
+    for own in Path(os.environ[MULTIPROCESS_ENV]).glob(f"*_{os.getpid()}.db"):
+        own.unlink()  # nor does it count in the metrics (if it made any)
+    os.environ[_CONFIG_ENV] = json.dumps({**asdict(app.state.config), "log_level": log_level})
+    try: uvicorn.run("wine_nb.serve.app:app_from_environment", factory=True, workers=workers, host=host, port=port,
+                     log_level=log_level, access_log=False)
+    finally:
+        if folder is not None and not given: shutil.rmtree(folder, ignore_errors=True)
 
 # %% ../../nbs/05d_serve_app.ipynb #05c059
 def _predict_parser():
