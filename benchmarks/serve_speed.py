@@ -37,7 +37,7 @@ from wine_nb.runs import project_root, read_run
 from wine_nb.serve.inputs import TYPICAL_WINES, input_bounds
 from wine_nb.train import TrainConfig, run_training
 
-BACKENDS = ("onnx", "torch")  # the default first
+BACKENDS = ("onnx", "torch", "onnx-int8")  # the default first
 
 
 def free_port() -> int:

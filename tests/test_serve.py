@@ -64,6 +64,18 @@ def test_predict_agrees_with_the_library(request, backend, predictor, accepted_w
             assert answer["probabilities"] == pytest.approx({str(q): row[f"p_{q}"] for q in range(3, 10)}, abs=1e-5)
 
 
+def test_the_int8_backend_serves_close_probabilities_and_the_same_grades_mostly(trained_run, predictor, accepted_wines):
+    "wine_serve --backend onnx-int8: a batch's grades mostly those of the float network, probabilities close."
+    sample = accepted_wines.sample(500, random_state=2)
+    expected = predictor.predict(sample)
+    with serving(trained_run, "onnx-int8") as url:
+        assert httpx.get(f"{url}/health").json()["backend"] == "onnx-int8"
+        answer = httpx.post(f"{url}/predict/batch", json={"wines": as_json(sample)}, timeout=30).json()
+    probabilities = np.array(answer["probabilities"])
+    assert np.abs(probabilities - expected.filter(like="p_").to_numpy()).max() < 0.05
+    assert (np.array(answer["quality"]) == expected.quality.to_numpy()).mean() >= 0.98
+
+
 @pytest.mark.parametrize("change, field", [
     ({"alcohol": 1e6}, "alcohol"), ({"ph": "3.2"}, "ph"), ({"wine": "rosé"}, "wine"),
     ({"density": None}, "density"), ({"colour": "red"}, "colour"), ({"ph": -1}, "ph")])

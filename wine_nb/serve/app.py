@@ -72,7 +72,7 @@ from .page import page_html
 _logger = logging.getLogger(__name__)
 
 # %% ../../nbs/05d_serve_app.ipynb #05dc011
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 def _names_a_log(target: str) -> bool:
     "Whether `target` names a prediction log store (a file, or a URL of a supported scheme)."
@@ -83,7 +83,7 @@ def _names_a_log(target: str) -> bool:
 class ServeConfig:
     "Every setting of the prediction service and of batch scoring, with its default; validated on creation."
     model: str = "runs/default" # Run folder (or its bundle.json) or registry alias (e.g. production) to serve
-    backend: str = "onnx" # 'onnx' (onnxruntime, the faster engine) or 'torch'
+    backend: str = "onnx" # 'onnx' (onnxruntime), 'onnx-int8' (int8 weights: faster batches) or 'torch'
     margin: float = INPUT_MARGIN # Share of each measurement's training span accepted beyond it, on both sides
     batch_limit: int = BATCH_LIMIT # Most wines per batch request
     log_db: str|None = None # Prediction log (SQLite file or postgresql:// URL); $WINE_NB_PREDICTION_LOG if None; 'off'
@@ -114,7 +114,8 @@ class ServingModel:
                 ):
         self.run = open_run(config.model)
         predictor = load_model(self.run)
-        self.predictor = OnnxPredictor(predictor) if config.backend == "onnx" else predictor
+        self.predictor = (predictor if config.backend == "torch"
+                          else OnnxPredictor(predictor, quantize=config.backend == "onnx-int8"))
         self.backend, self.metadata, self.margin = config.backend, self.run.meta, config.margin
         self.path, self.model_id, self._reference = self.run.path, self.run.model_id, None
         self.bounds = input_bounds(self.metadata["feature_ranges"], config.margin)
