@@ -5,6 +5,7 @@ import json
 import os
 import re
 import stat
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -24,17 +25,26 @@ def _modules() -> dict:
 MODULES = _modules()
 
 
+def environment() -> list:
+    "What an install changes: each installed distribution's metadata folder and .pth file in site-packages, and when."
+    packages = Path(sysconfig.get_paths()["purelib"])
+    return sorted((p.name, p.stat().st_mtime_ns) for p in packages.iterdir() if p.suffix in (".dist-info", ".pth"))
+
+
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
-    "The notebooks after `nbdev_proc_nbs` (Quarto itself is absent here: a stand-in satisfies nbdev's check for it)."
+    """The notebooks after `nbdev_proc_nbs` (Quarto itself is absent here: a stand-in satisfies nbdev's check for it,
+    which also keeps nbdev from re-installing the project into the active environment, as it does without Quarto)."""
     project = copy_project(tmp_path_factory.mktemp("docs"))
     bin_dir = project/"bin"; bin_dir.mkdir()
     fake = bin_dir/"quarto"
     fake.write_text("#!/bin/sh\necho 'quarto is not installed here' >&2\nexit 1\n")
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     path = f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+    before = environment()
     result = run([console_script("nbdev_proc_nbs"), "--n_workers", "1"], cwd=project, env={"PATH": path})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert environment() == before, "processing the docs changed the installed packages"
     return project/"_proc"
 
 

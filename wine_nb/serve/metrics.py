@@ -19,6 +19,13 @@ from .inputs import BATCH_LIMIT, MAX_BODY_BYTES
 # %% ../../nbs/05b_serve_metrics.ipynb #05c036
 class BulkHistogram(Histogram):
     "A `prometheus_client` histogram that also counts a whole array of observations at once (a batch's confidences)."
+    def __init__(self,
+                 name: str, # Metric name, as Prometheus shows it
+                 documentation: str, # Its help text
+                 buckets: tuple, # Upper bounds of the buckets, increasing
+                 registry: CollectorRegistry, # Registry of the app it belongs to
+                ): super().__init__(name, documentation, buckets=buckets, registry=registry)
+
     def observe_many(self, values: np.ndarray, # Observations, any shape
                     ):
         "Count each value in the first bucket whose upper bound is >= it (Prometheus' `le`), as `observe` does."
