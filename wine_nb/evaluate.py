@@ -260,8 +260,10 @@ def _finished_parts(job: tuple, parts: list, executor: str, workers: int, schedu
     "Each part's (part, rows), in the order the parts finish on the chosen engine."
     if executor == "serial": yield from (_run_part(job, part) for part in parts)
     elif executor == "loky":
-        yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered")(
-            delayed(_run_part)(job, part) for part in parts)
+        # workers stop a second after the last part (loky's default keeps them 5 minutes); the wines, a few hundred
+        # kB, are sent to them rather than shared through memory-mapped files
+        yield from Parallel(n_jobs=workers, backend="loky", return_as="generator_unordered", idle_worker_timeout=1,
+                            max_nbytes=None)(delayed(_run_part)(job, part) for part in parts)
     else:
         assert scheduler is not None  # `check_executor` made sure
         with dask_client(scheduler) as client:
