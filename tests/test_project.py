@@ -13,12 +13,14 @@ from conftest import ROOT, console_script, run
 
 
 def copy_project(dest: Path) -> Path:
-    "A copy of what nbdev reads: settings, notebooks, library, docs config (the symlink kept as a symlink)."
+    "What nbdev reads: settings, notebooks, library, docs config (its symlink kept as a symlink), tests/pg.py."
     for name in ("settings.ini", "_quarto.yml", "README.md"): shutil.copy2(ROOT/name, dest/name)
     ignored = shutil.ignore_patterns(".ipynb_checkpoints", "_*", "sidebar.yml", "nbdev.yml")
     shutil.copytree(ROOT/"nbs", dest/"nbs", symlinks=True, ignore=ignored)
     shutil.copy(ROOT/"nbs"/"_quarto.yml", dest/"nbs"/"_quarto.yml", follow_symlinks=False)
     shutil.copytree(ROOT/"wine_nb", dest/"wine_nb", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest/"tests").mkdir()
+    shutil.copy2(ROOT/"tests"/"pg.py", dest/"tests"/"pg.py")  # the prediction log's examples import it, as docs do
     return dest
 
 
