@@ -268,10 +268,11 @@ def log_rows(model_id: str, # Id of the model that made the predictions
              classes: np.ndarray, # The grades, in the columns' order
              latency_ms: float|np.ndarray, # Time the predictions took: one for all, or one per row
              ts: float|None = None, # Timestamp (Unix seconds); now if None
+             graded: tuple|None = None, # (grades, expected grades) of `proba` if already computed (`grades`)
             ) -> list: # Tuples for `PredictionLog.record`
     "The log rows of a batch of predictions, built column by column (a batch of 10,000 in a few milliseconds)."
     n, classes, latency = len(features), np.asarray(classes), np.asarray(latency_ms, dtype="float64")
-    quality, expected = grades(proba, classes)
+    quality, expected = graded if graded is not None else grades(proba, classes)
     columns = [[time.time() if ts is None else ts] * n, [model_id] * n,
                ["red" if red else "white" for red in is_red.tolist()], *features.T.tolist(), quality.tolist(),
                expected.tolist(), *proba.T.tolist(), latency.tolist() if latency.ndim else [float(latency)] * n]

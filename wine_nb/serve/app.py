@@ -199,13 +199,17 @@ def _log_unavailable(error: PredictionLogError) -> JSONResponse:
     return JSONResponse({"detail": f"prediction not served: {error}; see GET /health"}, 503,
                         headers={"Retry-After": "1"})
 
+def _ready(log_ok: bool, policy: str) -> bool:
+    "Whether predictions can be served: the log works, or answers may go out without it (`best_effort`)."
+    return log_ok or policy == "best_effort"
+
 def _recorder(log: PredictionLog|None, policy: str, metrics: ServiceMetrics):
     "A function logging rows per `policy`: their ids, or None if the log is off or skipped them; raises if `require`d."
     def record(rows: list) -> list|None:
         if log is None: return None
         try: ids = log.record(rows)
         except PredictionLogError:
-            metrics.log_state(log.status(), ready=policy == "best_effort")
+            metrics.log_state(log.status(), ready=_ready(False, policy))
             if policy == "require": metrics.refused.inc(len(rows)); raise
             metrics.unlogged.inc(len(rows))
             return None
@@ -222,9 +226,9 @@ def _score(model: ServingModel, # The served model
           ) -> tuple: # (probabilities, grades, expected grades, log ids or None)
     "Score validated wines in one model call, log them (committed before this returns) and count them."
     proba = model.proba(features, is_red)
-    ids = record(log_rows(model.model_id, features, is_red, proba, model.classes,
-                          (time.perf_counter() - started) * 1000))
     quality, expected = grades(proba, model.classes)
+    ids = record(log_rows(model.model_id, features, is_red, proba, model.classes,
+                          (time.perf_counter() - started) * 1000, graded=(quality, expected)))
     metrics.record_predictions(quality, proba.max(1))
     return proba, quality, expected, ids
 
@@ -415,7 +419,7 @@ def _add_info_routes(app: FastAPI, model: ServingModel, metrics: ServiceMetrics,
              responses={503: {"description": "Predictions cannot be served: the prediction log cannot be written"}})
     async def ready() -> JSONResponse:
         now = state()
-        ok = now["status"] == "ready" or config.log_policy == "best_effort"
+        ok = _ready(now["status"] == "ready", config.log_policy)
         return JSONResponse(now, 200 if ok else 503)
 
     @app.get("/model", summary="The model's metadata and the accepted range of each measurement")
@@ -467,7 +471,7 @@ def create_app(config: ServeConfig|str|Path, # Settings, or just the model to se
     metrics = ServiceMetrics(log=log is not None)
     drift = None if log is None else DriftMonitor(model, log.target, config.drift_every, config.drift_window,
                                                   metrics.show_drift)
-    if log is not None: metrics.log_state(log.status(), ready=log.status()["ok"] or config.log_policy == "best_effort")
+    if log is not None: metrics.log_state(log.status(), ready=_ready(log.status()["ok"], config.log_policy))
     app.state.model, app.state.metrics, app.state.log = model, metrics, log
     app.state.drift, app.state.config = drift, config
     app.add_middleware(MeasureRequests, metrics=metrics)

@@ -63,13 +63,13 @@ class ServiceMetrics:
                                 "Predictions answered without a log row (log_policy best_effort)", registry=registry)
         self.ready = gauge("wine_service_ready", "1 when predictions can be served (GET /health/ready), else 0",
                            "livemin")
-        log_registry = registry if log else None  # without a log, its metrics exist but are not shown
-        self.log_up = Gauge("wine_prediction_log_up", "1 if the last write to the prediction log succeeded, else 0",
-                            registry=log_registry, multiprocess_mode="livemin")
-        self.log_rows = Counter("wine_prediction_log_rows", "Rows committed to the prediction log",
-                                registry=log_registry)
-        self.log_failures = Counter("wine_prediction_log_failures", "Failed writes to the prediction log, by cause",
-                                    ["reason"], registry=log_registry)
+        if log:  # without a log there is no log metric at all (in multiprocess mode even an unset gauge is shown)
+            self.log_up = gauge("wine_prediction_log_up", "1 if the last write to the prediction log succeeded, else 0",
+                                "livemin")
+            self.log_rows = Counter("wine_prediction_log_rows", "Rows committed to the prediction log",
+                                    registry=registry)
+            self.log_failures = Counter("wine_prediction_log_failures",
+                                        "Failed writes to the prediction log, by cause", ["reason"], registry=registry)
         self.drift_verdict = gauge("wine_drift_verdict", "Drift verdict of the last window: -1 insufficient data, "
                                    "0 ok, 1 warn, 2 drift", "mostrecent")
         self.drift_rows = gauge("wine_drift_window_rows", "Predictions in the last drift window", "mostrecent")
