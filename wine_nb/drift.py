@@ -13,19 +13,20 @@ import logging
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
-from scipy import stats
 
 from .data import FEATURES, QUALITY_CLASSES, WINE_TYPES, write_atomic
 from .predict import load_model
 from .predlog import PredictionLogError, default_log_path, mask_password, read_log
 from .report import LOG_LEVELS, configure_logging, markdown_table, save_figure
 from .runs import BundleError, RegistryError, open_run
+
+if TYPE_CHECKING:  # matplotlib and scipy load on first use
+    from matplotlib.figure import Figure
 
 _logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ def _status(psi_value: float, p_adjusted: float, thresholds: dict) -> str:
 # %% ../nbs/09_drift.ipynb #08c028
 def _categorical(reference: pd.Series, window: pd.Series, categories: list, n_tests: int, thresholds: dict) -> dict:
     "Shares, PSI, χ² p-value and status of one categorical column (wine type, predicted grade)."
+    from scipy import stats
     r = reference.value_counts(normalize=True).reindex(categories, fill_value=0).to_numpy()
     counts = window.value_counts().reindex(categories, fill_value=0).to_numpy()
     expected = np.maximum(r, 1e-4) / np.maximum(r, 1e-4).sum() * counts.sum()
@@ -72,6 +74,7 @@ def drift_report(reference: pd.DataFrame, # Training rows: `FEATURES` and `wine`
                  thresholds: dict = DRIFT_THRESHOLDS, # See `DRIFT_THRESHOLDS`
                 ) -> dict: # verdict, window, features, wine_mix, predicted_quality, thresholds
     "Compare a window of logged predictions with training rows: per measurement KS and PSI, wine mix, predicted grades."
+    from scipy import stats
     n_tests = len(FEATURES) + 2
     report: dict[str, Any] = dict(verdict="insufficient data", thresholds=dict(thresholds),
                                   reference_rows=len(reference),
@@ -103,8 +106,9 @@ def plot_drift(reference: pd.DataFrame, # Training rows
                reference_quality: np.ndarray, # The model's predicted grade on them
                window: pd.DataFrame, # Logged predictions
                report: dict, # From `drift_report` on the same data
-              ) -> plt.Figure:
+              ) -> "Figure":
     "Histograms of each measurement (reference grey, window coloured by status) and the shares of predicted grades."
+    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(3, 4, figsize=(13, 8))
     statuses = {r["feature"]: r for r in report["features"]}
     for ax, f in zip(axes.flat, FEATURES, strict=False):  # 12 panels, 11 measurements
@@ -163,7 +167,7 @@ def drift_markdown(report: dict, # From `drift_report`
 
 def drift_html(report: dict, # From `drift_report`
                model_id: str, # Id of the model the window belongs to
-               figure: plt.Figure|None = None, # Plot to embed (as a PNG data URL), closed afterwards
+               figure: "Figure|None" = None, # Plot to embed (as a PNG data URL), closed afterwards
               ) -> str:
     "The report as one self-contained HTML page."
     body = [f"<h1>Drift report</h1><p>{_summary(report, model_id).replace('**', '').replace('`', '')}</p>"]
@@ -172,6 +176,7 @@ def drift_html(report: dict, # From `drift_report`
                  "<h2>Wine mix and predicted grades</h2>", _share_rows(report).to_html(index=False)]
     body.append(f"<p>Thresholds: {report['thresholds']}</p>")
     if figure is not None:
+        import matplotlib.pyplot as plt
         buffer = io.BytesIO(); figure.savefig(buffer, format="png", dpi=90); plt.close(figure)
         body.append('<img alt="drift plot" '
                     f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')
