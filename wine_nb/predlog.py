@@ -9,6 +9,7 @@ __all__ = ['PROBABILITY_COLUMNS', 'LOG_COLUMNS', 'LOG_ENV', 'LOG_POLICIES', 'URL
 
 # %% ../nbs/08_predlog.ipynb #08c003
 import functools
+import itertools
 import os
 import sqlite3
 import threading
@@ -234,9 +235,14 @@ class SqliteLog(PredictionLog):
         elif len(rows) <= SQLITE_STATEMENT_ROWS:  # one statement: its rows get consecutive rowids
             last = cast(int, connection.execute(_insert_values(len(rows)), [v for row in rows for v in row]).lastrowid)
         else:
+            values, width = list(itertools.chain.from_iterable(rows)), SQLITE_STATEMENT_ROWS * len(rows[0])
+            whole = len(values) - len(values) % width  # values of the full statements; the rest go in one more
             connection.execute("BEGIN IMMEDIATE")
             try:
-                connection.executemany(_INSERT, rows)
+                connection.executemany(_insert_values(SQLITE_STATEMENT_ROWS),
+                                       (values[i:i + width] for i in range(0, whole, width)))
+                if whole < len(values): connection.execute(_insert_values(len(rows) % SQLITE_STATEMENT_ROWS),
+                                                           values[whole:])
                 last = connection.execute("SELECT last_insert_rowid()").fetchone()[0]
             except BaseException:
                 if connection.in_transaction: connection.execute("ROLLBACK")
