@@ -12,6 +12,7 @@ one thread (NumPy's BLAS, the served weights with each head's adapters folded in
 no log. `wine_predict` is timed on a 100,000-wine file, with its peak memory.
 
     python benchmarks/serve_speed.py [--model runs/default] [--requests 1500] [--rounds 5] [--connections 4]
+                                     [--batch_rounds 3] [--workers 1]
 
 Without --model and without runs/default, a 5-epoch model is trained into a temporary folder first.
 """
@@ -99,9 +100,11 @@ async def drive(port: int, request: bytes, n: int, connections: int) -> tuple:
 
 
 def cpu_seconds(pid: int) -> float:
-    "User + system CPU time of a process so far (Linux /proc)."
+    "User + system CPU time so far of a process and of the processes under it, such as uvicorn's workers (Linux /proc)."
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    below = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") + sum(map(cpu_seconds, below))
 
 
 def measure(server: tuple, request: bytes, n: int, connections: int, warmup: int = 200) -> dict:
@@ -190,6 +193,9 @@ def main():
                         help="rounds of the single-wine measurements, interleaved (median kept)")
     parser.add_argument("--connections", type=int, default=4, help="concurrent keep-alive connections")
     parser.add_argument("--batch_requests", type=int, default=20, help="requests of 10,000 wines per batch measurement")
+    parser.add_argument("--batch_rounds", type=int, default=3,
+                        help="rounds of the batch measurements, interleaved (median kept)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes of each server (wine_serve --workers)")
     args = parser.parse_args()
     model = model_to_serve(args.model, "serve_speed_")
     wines = accepted_wines(model)
@@ -208,7 +214,8 @@ def main():
         # the prediction log stays on, as by default, out of the project
         logs = Path(tempfile.mkdtemp(prefix="serve_speed_logs_"))
         for backend in BACKENDS:
-            servers[backend] = start_server(model, backend, ("--log_db", logs/f"{backend}.sqlite"))
+            options = ("--log_db", logs/f"{backend}.sqlite", "--workers", args.workers)
+            servers[backend] = start_server(model, backend, options)
         health = http_request("GET", "/health")
         singles = {}
         for backend in BACKENDS:
@@ -220,18 +227,26 @@ def main():
             for name, (server, request) in singles.items():
                 rounds[name].append(measure(server, request, args.requests, args.connections))
         results.update({name: median_of(r) for name, r in rounds.items()})
-        for name, request in (("POST /predict/batch (JSON)", batch), ("POST /predict/batch/csv", csv_request)):
-            for backend, server in servers.items():
-                r = measure(server, request, args.batch_requests, 2, warmup=2)
-                results[f"{name}, {backend}"] = {**r, "rows/s": r["rps"] * len(wines)}
+        batches = {f"{name}, {backend}": (server, request) for name, request in
+                   (("POST /predict/batch (JSON)", batch), ("POST /predict/batch/csv", csv_request))
+                   for backend, server in servers.items()}
+        batch_rounds: dict = {name: [] for name in batches}
+        for _ in range(args.batch_rounds):  # interleaved too: one round is a second or two, and the load moves
+            for name, (server, request) in batches.items():
+                batch_rounds[name].append(measure(server, request, args.batch_requests, 2, warmup=2))
+        for name, r in batch_rounds.items():
+            median = median_of(r)
+            results[name] = {**median, "rows/s": median["rps"] * len(wines)}
     finally:
         for proc, _ in servers.values():
             proc.terminate(); proc.wait(10)
     many = wines.sample(100_000, replace=True, random_state=1)
     offline = {backend: wine_predict_run(model, many, backend) for backend in BACKENDS}
-    print(f"model {model}; single wines: median of {args.rounds} interleaved rounds of {args.requests} requests over "
-          f"{args.connections} connections; batches: {args.batch_requests} requests of {len(wines):,} wines over "
-          f"2 connections; {os.cpu_count()} CPUs shared by client and server; "
+    print(f"model {model}, {args.workers} worker process(es) per server; single wines: median of {args.rounds} "
+          f"interleaved rounds of {args.requests} requests over "
+          f"{args.connections} connections; batches: median of {args.batch_rounds} interleaved rounds of "
+          f"{args.batch_requests} requests of {len(wines):,} wines over 2 connections; "
+          f"{os.cpu_count()} CPUs shared by client and server; "
           f"load average before: {os.getloadavg()[0]:.1f}")
     print(f"{'endpoint':<36} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'server CPU µs/req':>18} {'rows/s':>10}")
     for name, r in results.items():
