@@ -13,8 +13,9 @@ import logging
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from fastcore.script import call_parse
@@ -24,9 +25,6 @@ from .predict import load_model
 from .predlog import PredictionLogError, default_log_path, mask_password, read_log
 from .report import LOG_LEVELS, configure_logging, markdown_table, save_figure
 from .runs import BundleError, RegistryError, open_run
-
-if TYPE_CHECKING:  # matplotlib and scipy load on first use
-    from matplotlib.figure import Figure
 
 _logger = logging.getLogger(__name__)
 
@@ -57,7 +55,7 @@ def _status(psi_value: float, p_adjusted: float, thresholds: dict) -> str:
 # %% ../nbs/09_drift.ipynb #08c028
 def _categorical(reference: pd.Series, window: pd.Series, categories: list, n_tests: int, thresholds: dict) -> dict:
     "Shares, PSI, χ² p-value and status of one categorical column (wine type, predicted grade)."
-    from scipy import stats
+    from scipy import stats  # on first use: importing it takes half a second, and the service may never need it
     r = reference.value_counts(normalize=True).reindex(categories, fill_value=0).to_numpy()
     counts = window.value_counts().reindex(categories, fill_value=0).to_numpy()
     expected = np.maximum(r, 1e-4) / np.maximum(r, 1e-4).sum() * counts.sum()
@@ -106,9 +104,8 @@ def plot_drift(reference: pd.DataFrame, # Training rows
                reference_quality: np.ndarray, # The model's predicted grade on them
                window: pd.DataFrame, # Logged predictions
                report: dict, # From `drift_report` on the same data
-              ) -> "Figure":
+              ) -> plt.Figure:
     "Histograms of each measurement (reference grey, window coloured by status) and the shares of predicted grades."
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(3, 4, figsize=(13, 8))
     statuses = {r["feature"]: r for r in report["features"]}
     for ax, f in zip(axes.flat, FEATURES, strict=False):  # 12 panels, 11 measurements
@@ -167,7 +164,7 @@ def drift_markdown(report: dict, # From `drift_report`
 
 def drift_html(report: dict, # From `drift_report`
                model_id: str, # Id of the model the window belongs to
-               figure: "Figure|None" = None, # Plot to embed (as a PNG data URL), closed afterwards
+               figure: plt.Figure|None = None, # Plot to embed (as a PNG data URL), closed afterwards
               ) -> str:
     "The report as one self-contained HTML page."
     body = [f"<h1>Drift report</h1><p>{_summary(report, model_id).replace('**', '').replace('`', '')}</p>"]
@@ -176,7 +173,6 @@ def drift_html(report: dict, # From `drift_report`
                  "<h2>Wine mix and predicted grades</h2>", _share_rows(report).to_html(index=False)]
     body.append(f"<p>Thresholds: {report['thresholds']}</p>")
     if figure is not None:
-        import matplotlib.pyplot as plt
         buffer = io.BytesIO(); figure.savefig(buffer, format="png", dpi=90); plt.close(figure)
         body.append('<img alt="drift plot" '
                     f'src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">')

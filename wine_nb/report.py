@@ -13,8 +13,8 @@ import logging
 import sys
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from fastcore.docments import docments
@@ -23,27 +23,22 @@ from tqdm import tqdm
 
 from .data import QUALITY_CLASSES, write_atomic
 
-if TYPE_CHECKING:  # pyplot loads on first use
-    from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
-
 # %% ../nbs/01a_report.ipynb #01ac006
-def save_figure(fig: "Figure", # Figure to save, closed afterwards
+def save_figure(fig: plt.Figure, # Figure to save, closed afterwards
                 path: Path, # Destination .png
                ) -> Path:
     "Save `fig` as PNG atomically and close it."
-    import matplotlib.pyplot as plt
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
     return write_atomic(path, buffer.getvalue())
 
 # %% ../nbs/01a_report.ipynb #01ac009
-def draw_confusion(ax: "Axes", # Axes to draw on
+def draw_confusion(ax: plt.Axes, # Axes to draw on
                    counts: np.ndarray, # Confusion matrix, rows = true grade, columns = predicted grade
                    classes: list = QUALITY_CLASSES, # Grades, in row/column order
                    title: str = "Confusion matrix", # Title of the axes
-                  ) -> "Axes":
+                  ) -> plt.Axes:
     "Heat map of a confusion matrix with the counts written in."
     counts = np.asarray(counts)
     ax.imshow(counts, cmap="Blues")
@@ -57,9 +52,8 @@ def draw_confusion(ax: "Axes", # Axes to draw on
 def plot_confusion(counts: np.ndarray, # Confusion matrix, rows = true
                    classes: list = QUALITY_CLASSES, # Grades
                    title: str = "Confusion matrix (test)", # Plot title
-                  ) -> "Figure":
+                  ) -> plt.Figure:
     "A figure of one confusion matrix (see `draw_confusion`)."
-    import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(4.6, 4))
     draw_confusion(ax, counts, classes, title)
     fig.tight_layout()
