@@ -28,7 +28,7 @@ def test_cli_trains_and_writes_a_loadable_run(tmp_path, data_dir):
     assert bundle["config"] == asdict(config)
     assert bundle["wine_types"] == ["red"] and bundle["data"]["split"] == "grouped"
     assert sorted(p.name for p in out.iterdir()) == ["bundle.json", "confusion_matrix.png", "history.csv",
-                                                   "learning_curves.png", "metrics.json", "model.pt",
+                                                   "learning_curves.png", "metrics.json", "model.onnx", "model.pt",
                                                    "reference.csv.gz", "reliability.png"]
     assert set(bundle["metrics"]) == {"valid", "test"}
     assert load_model(out).classes == list(range(3, 10))

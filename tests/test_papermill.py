@@ -63,7 +63,7 @@ def test_offline_wandb_run_records_config_metrics_plots_and_model_artifact(tmp_p
     assert any(k.startswith("learning_curves") for k in recorded["history_keys"])
     [artifact] = recorded["artifacts"]
     assert (artifact["type"], artifact["name"]) == ("model", "wine-mlp-red")
-    assert artifact["files"] == ["bundle.json", "model.pt"]
+    assert artifact["files"] == ["bundle.json", "model.onnx", "model.pt"]
     assert artifact["metadata"]["config"]["lr"] == 0.005
     assert artifact["metadata"]["metrics"]["test"] == bundle["metrics"]["test"]
     assert json.loads((out/"wandb_run.json").read_text())["mode"] == "offline"

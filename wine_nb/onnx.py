@@ -17,14 +17,14 @@ from torch import nn
 
 from .data import MODEL_INPUTS, write_atomic
 from .predict import WinePredictor, load_model
-from .runs import open_run
+from .runs import ONNX_FILE, open_run
 
 # %% ../nbs/01d_onnx.ipynb #01dc005
-def onnx_bytes(model: nn.Module, # Trained network (eval mode)
+def onnx_bytes(model: nn.Module, # Trained network (exported in eval mode, and left in the mode it was in)
                n_inputs: int = len(MODEL_INPUTS), # Width of its input
               ) -> bytes: # ONNX model bytes: `inputs` (batch, n_inputs) float32 → `probabilities` (batch, classes)
     "The network followed by a softmax, as an ONNX model with a dynamic batch size."
-    buffer = io.BytesIO()
+    buffer, training = io.BytesIO(), model.training
     with warnings.catch_warnings():
         # the TorchScript exporter is deprecated but needs no onnxscript
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -32,6 +32,7 @@ def onnx_bytes(model: nn.Module, # Trained network (eval mode)
                           buffer,  # type: ignore[arg-type]  # typed as a path, but this exporter writes to files too
                           dynamo=False, input_names=["inputs"], output_names=["probabilities"],
                           dynamic_axes={"inputs": {0: "batch"}, "probabilities": {0: "batch"}})
+    model.train(training)
     return buffer.getvalue()
 
 # %% ../nbs/01d_onnx.ipynb #01dc005b
@@ -60,12 +61,13 @@ class OnnxPredictor(WinePredictor):
     def __init__(self,
                  predictor: WinePredictor, # A loaded PyTorch predictor, whose network is exported to ONNX
                  quantize: bool = False, # Int8 weights (`quantized_onnx_bytes`): faster on large batches, close grades
+                 model_bytes: bytes|None = None, # Its float graph if at hand (a run's, `RunFolder.onnx`); else exported
                 ):
         import onnxruntime
         super().__init__(predictor.model, predictor.scaler, predictor.classes, predictor.metadata)
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = options.inter_op_num_threads = 1
-        model_bytes = onnx_bytes(predictor.model)
+        if model_bytes is None: model_bytes = onnx_bytes(predictor.model)  # ~1 s, most of it importing `onnx`
         self.quantized = quantize
         self.session = onnxruntime.InferenceSession(quantized_onnx_bytes(model_bytes) if quantize else model_bytes,
                                                     options, providers=["CPUExecutionProvider"])
@@ -78,6 +80,8 @@ class OnnxPredictor(WinePredictor):
 def export_onnx(path, # Run folder, its bundle.json, a registry alias, or a `RunFolder`
                 out: str|Path|None = None, # Destination; `model.onnx` in the run folder if None
                ) -> Path:
-    "Write a run's network (with softmax) as an ONNX file, atomically."
+    "Write a run's network (with softmax) as an ONNX file, atomically: the graph the run keeps, else one exported now."
     run = open_run(path)
-    return write_atomic(Path(out) if out else run.path/"model.onnx", onnx_bytes(load_model(run).model))
+    graph = run.onnx()
+    return write_atomic(Path(out) if out else run.path/ONNX_FILE,
+                        graph if graph is not None else onnx_bytes(load_model(run).model))

@@ -98,7 +98,8 @@ def finish_wandb(wandb_run, # Run from `start_wandb`, or None
     artifact = wandb.Artifact(f"wine-mlp-{meta['config']['wine']}", type="model",
                               metadata=dict(config=meta["config"], metrics=meta["metrics"],
                                             data_sha256=meta["data"]["sha256"]))
-    for name in (BUNDLE_FILE, WEIGHTS_FILE): artifact.add_file(str(run_dir/name))
+    graph = [meta["onnx"]["file"]] if "onnx" in meta else []  # the ONNX graph, for runs that keep one
+    for name in [BUNDLE_FILE, WEIGHTS_FILE, *graph]: artifact.add_file(str(run_dir/name))
     wandb_run.log_artifact(artifact)
     record = dict(id=wandb_run.id, project=wandb_run.project, entity=getattr(wandb_run, "entity", None),
                   mode=wandb_run.settings.mode, artifact=artifact.name)

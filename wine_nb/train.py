@@ -55,6 +55,7 @@ from wine_nb.data import (
     write_atomic,
 )
 from .model import WineMLP, count_parameters, parse_hidden
+from .onnx import onnx_bytes
 from .predict import WinePredictor, build_network, grades, load_model
 from wine_nb.report import (
     add_log_level,
@@ -433,7 +434,7 @@ def save_bundle(run_dir: Path, # Run folder (created if needed)
                 metrics: dict, # Its metrics per part
                 baseline: dict|None = None, # The model beside the run: {"model": its description, "metrics": per part}
                ) -> Path: # Path of bundle.json
-    "Write the run folder of a trained model: weights, training rows, then `bundle.json` (see `write_run`)."
+    "Write the run folder of a trained model: weights, training rows, ONNX graph, then `bundle.json` (`write_run`)."
     weights = io.BytesIO()
     torch.save(model.state_dict(), weights)
     bundle = dict(package="wine_nb", package_version=wine_nb.__version__, torch_version=torch.__version__,
@@ -443,7 +444,8 @@ def save_bundle(run_dir: Path, # Run folder (created if needed)
                   classes=QUALITY_CLASSES, scaler=data.scaler.to_dict(),
                   feature_ranges=feature_ranges(data.split.train), metrics=metrics, baseline=baseline,
                   data=dict(sha256=data.data_sha256, split=data.split.mode, sizes=data.split.sizes()))
-    return write_run(run_dir, bundle, weights.getvalue(), data.split.train[FEATURES + ["wine", TARGET]])
+    return write_run(run_dir, bundle, weights.getvalue(), data.split.train[FEATURES + ["wine", TARGET]],
+                     onnx=onnx_bytes(model))
 
 # %% ../nbs/02_train.ipynb #02c047
 def default_run_dir(cfg: TrainConfig, # Settings that name the folder

@@ -115,7 +115,8 @@ class ServingModel:
         self.run = open_run(config.model)
         predictor = load_model(self.run)
         self.predictor = (predictor if config.backend == "torch"
-                          else OnnxPredictor(predictor, quantize=config.backend == "onnx-int8"))
+                          else OnnxPredictor(predictor, quantize=config.backend == "onnx-int8",
+                                             model_bytes=self.run.onnx()))  # the run's graph, if it keeps one
         self.backend, self.metadata, self.margin = config.backend, self.run.meta, config.margin
         self.path, self.model_id, self._reference = self.run.path, self.run.model_id, None
         self.bounds = input_bounds(self.metadata["feature_ranges"], config.margin)
