@@ -25,14 +25,15 @@ def onnx_bytes(model: nn.Module, # Trained network (exported in eval mode, and l
               ) -> bytes: # ONNX model bytes: `inputs` (batch, n_inputs) float32 → `probabilities` (batch, classes)
     "The network followed by a softmax, as an ONNX model with a dynamic batch size."
     buffer, training = io.BytesIO(), model.training
-    with warnings.catch_warnings():
-        # the TorchScript exporter is deprecated but needs no onnxscript
-        warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(nn.Sequential(model, nn.Softmax(dim=1)).eval(), (torch.zeros(1, n_inputs),),
-                          buffer,  # type: ignore[arg-type]  # typed as a path, but this exporter writes to files too
-                          dynamo=False, input_names=["inputs"], output_names=["probabilities"],
-                          dynamic_axes={"inputs": {0: "batch"}, "probabilities": {0: "batch"}})
-    model.train(training)
+    try:
+        with warnings.catch_warnings():
+            # the TorchScript exporter is deprecated but needs no onnxscript
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(nn.Sequential(model, nn.Softmax(dim=1)).eval(), (torch.zeros(1, n_inputs),),
+                              buffer,  # type: ignore[arg-type]  # typed as a path, but this exporter writes to files
+                              dynamo=False, input_names=["inputs"], output_names=["probabilities"],
+                              dynamic_axes={"inputs": {0: "batch"}, "probabilities": {0: "batch"}})
+    finally: model.train(training)  # `.eval()` above switched the network itself
     return buffer.getvalue()
 
 # %% ../nbs/01d_onnx.ipynb #01dc005b

@@ -233,9 +233,9 @@ class SqliteLog(PredictionLog):
         if not rows: return []
         if len(rows) == 1: last = cast(int, connection.execute(_INSERT, rows[0]).lastrowid)  # an INSERT sets it
         elif len(rows) <= SQLITE_STATEMENT_ROWS:  # one statement: its rows get consecutive rowids
-            last = cast(int, connection.execute(_insert_values(len(rows)), [v for row in rows for v in row]).lastrowid)
+            last = cast(int, connection.execute(_insert_values(len(rows)), list(itertools.chain(*rows))).lastrowid)
         else:
-            values, width = list(itertools.chain.from_iterable(rows)), SQLITE_STATEMENT_ROWS * len(rows[0])
+            values, width = list(itertools.chain(*rows)), SQLITE_STATEMENT_ROWS * len(rows[0])
             whole = len(values) - len(values) % width  # values of the full statements; the rest go in one more
             connection.execute("BEGIN IMMEDIATE")
             try:

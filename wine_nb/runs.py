@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import cast
 
 import pandas as pd
 from fastcore.script import call_parse
@@ -94,17 +95,18 @@ class RunFolder:
         if "reference" not in self.meta:
             raise BundleError(f"{self.path} has no training reference (trained before wine_nb kept one); "
                               "train it again to monitor drift")
-        return pd.read_csv(io.BytesIO(gzip.decompress(self._checked("reference"))))
+        return pd.read_csv(io.BytesIO(gzip.decompress(cast(bytes, self._checked("reference")))))
 
     def onnx(self) -> bytes|None: # The graph's bytes; None if the run keeps none (trained before) or the file is gone
         "The network as the ONNX graph training wrote, checked against the sha256 in the bundle."
-        if "onnx" not in self.meta or not _named_file(self.path, self.meta["onnx"], "onnx").is_file(): return None
-        return self._checked("onnx")  # a graph that is there must be the one trained: else a `BundleError`
+        # a graph that is there must be the one trained (else a `BundleError`); a missing one is exported again
+        return self._checked("onnx", missing_ok=True) if "onnx" in self.meta else None
 
-    def _checked(self, entry: str) -> bytes:
-        "The bytes of the file the bundle's `entry` names, if they match its sha256; else a `BundleError`."
+    def _checked(self, entry: str, missing_ok: bool = False) -> bytes|None:
+        "The bytes of the file the bundle's `entry` names, if they match its sha256 (None if missing and `missing_ok`)."
         file = _named_file(self.path, self.meta[entry], entry)
         data = file.read_bytes() if file.is_file() else None
+        if data is None and missing_ok: return None
         if data is None or _sha256(data) != self.meta[entry]["sha256"]:
             raise BundleError(f"{file} is missing or does not match the sha256 in {BUNDLE_FILE}")
         return data
