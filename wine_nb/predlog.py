@@ -150,7 +150,9 @@ class PredictionLog:
                 self._fail(e)
                 raise self._unavailable() from None
             with self._state:
-                self.rows, self.error, self.reason, self._failed_at = self.rows + len(rows), None, None, None
+                self.rows += len(rows)
+                # healed, unless a write that started later failed while this one committed
+                if self._failed_at == failed_at: self.error, self.reason, self._failed_at = None, None, None
             return ids
 
     def status(self) -> dict:
