@@ -151,7 +151,7 @@ class PredictionLog:
                 raise self._unavailable() from None
             with self._state:
                 self.rows += len(rows)
-                # healed, unless a write that started later failed while this one committed
+                # healed, unless another write failed while this one was committing
                 if self._failed_at == failed_at: self.error, self.reason, self._failed_at = None, None, None
             return ids
 
