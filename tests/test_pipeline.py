@@ -59,7 +59,8 @@ def clone(tmp_path_factory):
             (folder/name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT/name, folder/name)
     # The DVC mechanics are under test here, so the clone asks for a short run and a small benchmark. The shipped
-    # settings are checked above against TrainConfig and run in README's quickstart and the benchmark's own tests.
+    # params.yaml is checked above to be TrainConfig's defaults, which README's quickstart trains with; the benchmark
+    # notebook has tests of its own (test_evaluate.py).
     params = yaml.safe_load((folder/"params.yaml").read_text())
     (folder/"params.yaml").write_text(yaml.safe_dump({**params, **CLONE_PARAMS}, sort_keys=False))
     evaluate = yaml.safe_load((folder/"configs"/"evaluate.yaml").read_text())
